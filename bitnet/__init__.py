@@ -1,0 +1,12 @@
+"""bitnet: Bitwise Neural Networks (Kim & Smaragdis, 2016) in JAX/Flax.
+
+Modules, one job each, in the order of the paper's method:
+  quantizers  sign, straight-through sign, ternarizer (sparsity lambda)
+  encodings   float / bipolar / binary / fixed-K input encodings
+  models      BitDense (float | compressed | bitwise) and the MLP
+  packing     +-1 / 0-1 values <-> uint32 words
+  inference   jitted XNOR-popcount forward pass on packed words
+  export      the portable "bitnet-packed-v1" .npz format and a NumPy-only reader
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""Portable export of a bitwise MLP: the "bitnet-packed-v1" .npz format (spec in README.md).
+
+Keys: `format` = "bitnet-packed-v1"; `meta` = JSON (encoding, thresholds, bit_values,
+input_size, layer_sizes, ...); per layer l: `w{l}_sign`, `w{l}_mask` uint32 [n_out, ceil(n_in/32)],
+`b{l}` int8 [n_out], `n_in{l}` int32 scalar. `numpy_predict` runs a loaded file with NumPy alone,
+as any program without JAX would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+FORMAT = "bitnet-packed-v1"
+REQUIRED_META = ("encoding", "thresholds", "bit_values", "input_size", "layer_sizes")
+
+
+class ExportError(ValueError):
+    """A .npz file that is not a valid bitnet-packed-v1 model."""
+
+
+def model_arrays(model) -> dict[str, np.ndarray]:
+    """The per-layer arrays of a `bitnet.inference.PackedModel`, keyed as in the format."""
+    arrays = {}
+    for index, layer in enumerate(model.layers):
+        arrays[f"w{index}_sign"] = np.asarray(layer.sign, np.uint32)
+        arrays[f"w{index}_mask"] = np.asarray(layer.mask, np.uint32)
+        arrays[f"b{index}"] = np.asarray(layer.bias, np.int8)
+        arrays[f"n_in{index}"] = np.asarray(layer.n_in, np.int32)
+    return arrays
+
+
+def save_npz(path: str | os.PathLike, model, encoding, extra_meta: dict[str, Any] | None = None) -> None:
+    """Write a PackedModel and its input `bitnet.encodings.Encoding` as bitnet-packed-v1."""
+    meta = {
+        "encoding": encoding.name,
+        "thresholds": list(encoding.thresholds),
+        "bit_values": model.input_bits,
+        "input_size": model.layers[0].n_in,
+        "layer_sizes": [layer.n_out for layer in model.layers],
+        **(extra_meta or {}),
+    }
+    tmp = f"{os.fspath(path)}.tmp.npz"
+    np.savez(tmp, format=np.array(FORMAT), meta=np.array(json.dumps(meta)), **model_arrays(model))
+    os.replace(tmp, path)  # never leave a half-written model under the final name
+
+
+def load_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and validate a bitnet-packed-v1 file: (arrays, meta). Raises ExportError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file; export a model with experiments.evaluate first") from None
+    except Exception as error:  # zip or npy damage
+        raise ExportError(f"{path}: not a readable .npz file ({error}); re-export the model") from None
+    check_arrays(arrays, str(path))
+    return arrays, json.loads(str(arrays["meta"]))
+
+
+def check_arrays(arrays: dict[str, np.ndarray], where: str = "model") -> None:
+    """Check the format tag, keys, shapes and dtypes of a bitnet-packed-v1 dict."""
+    if "format" not in arrays or str(arrays["format"]) != FORMAT:
+        found = str(arrays["format"]) if "format" in arrays else "no format key"
+        raise ExportError(f"{where}: format tag is {found!r}, expected {FORMAT!r}; is this a bitnet model?")
+    try:
+        meta = json.loads(str(arrays.get("meta")))
+    except json.JSONDecodeError:
+        raise ExportError(f"{where}: 'meta' is not valid JSON; re-export the model") from None
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise ExportError(f"{where}: meta lacks {missing}; re-export the model")
+    if meta["bit_values"] not in ("bipolar", "binary"):
+        raise ExportError(f"{where}: meta bit_values must be 'bipolar' or 'binary', got {meta['bit_values']!r}")
+    n_in = int(meta["input_size"])
+    for index, n_out in enumerate(meta["layer_sizes"]):
+        words = -(-n_in // 32)
+        expected = {
+            f"w{index}_sign": (np.uint32, (n_out, words)),
+            f"w{index}_mask": (np.uint32, (n_out, words)),
+            f"b{index}": (np.int8, (n_out,)),
+            f"n_in{index}": (np.int32, ()),
+        }
+        for key, (dtype, shape) in expected.items():
+            if key not in arrays:
+                raise ExportError(f"{where}: missing array {key!r} for layer {index}; re-export the model")
+            array = arrays[key]
+            if array.dtype != dtype or array.shape != shape:
+                raise ExportError(
+                    f"{where}: {key} is {array.dtype}{list(array.shape)}, expected "
+                    f"{np.dtype(dtype)}{list(shape)}; the file is damaged or from another format"
+                )
+        if int(arrays[f"n_in{index}"]) != n_in:
+            raise ExportError(f"{where}: n_in{index} = {int(arrays[f'n_in{index}'])}, expected {n_in}")
+        if np.any(arrays[f"w{index}_sign"] & ~arrays[f"w{index}_mask"]):
+            raise ExportError(f"{where}: w{index}_sign has bits outside w{index}_mask; the file is damaged")
+        n_in = n_out
+
+
+def to_packed_model(arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    """A `bitnet.inference.PackedModel` from loaded arrays (for the jitted JAX path)."""
+    from bitnet import inference  # JAX only where it is used: numpy_predict needs none
+
+    layers = []
+    for index in range(len(meta["layer_sizes"])):
+        mask = arrays[f"w{index}_mask"]
+        nonzeros = np.bitwise_count(mask).sum(axis=-1, dtype=np.int32)
+        n_in = int(arrays[f"n_in{index}"])
+        layers.append(
+            inference.PackedLayer(
+                sign=arrays[f"w{index}_sign"],
+                mask=mask,
+                bias=arrays[f"b{index}"].astype(np.int32),
+                nonzeros=nonzeros,
+                n_in=n_in,
+                dense=bool(np.all(nonzeros == n_in)),
+            )
+        )
+    return inference.PackedModel(tuple(layers), meta["bit_values"])
+
+
+def numpy_pack(bits: np.ndarray) -> np.ndarray:
+    """NumPy twin of `bitnet.packing.pack_bits` (bit j of word k = element 32k + j > 0)."""
+    length = bits.shape[-1]
+    pad = -length % 32
+    padded = np.pad(bits > 0, [(0, 0)] * (bits.ndim - 1) + [(0, pad)])
+    return np.packbits(padded, axis=-1, bitorder="little").view("<u4")
+
+
+def numpy_predict(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], inputs: np.ndarray, chunk: int = 256
+) -> np.ndarray:
+    """Predictions for encoded inputs [batch, input_size] with NumPy only (the format's semantics)."""
+    inputs = np.asarray(inputs)
+    if len(inputs) > chunk:  # bound the [chunk, n_out, words] temporaries
+        return np.concatenate([numpy_predict(arrays, meta, inputs[i : i + chunk], chunk) for i in range(0, len(inputs), chunk)])
+    x = numpy_pack(inputs)
+    input_bits = meta["bit_values"]
+    for index in range(len(meta["layer_sizes"])):
+        sign, mask = arrays[f"w{index}_sign"], arrays[f"w{index}_mask"]
+        bias = arrays[f"b{index}"].astype(np.int64)
+        rows = x[:, None, :]
+        if input_bits == "binary":
+            active = rows & mask
+            scores = 2 * np.bitwise_count(active & sign).sum(-1, dtype=np.int64)
+            scores -= np.bitwise_count(active).sum(-1, dtype=np.int64)
+        else:
+            nonzeros = np.bitwise_count(mask).sum(-1, dtype=np.int64)
+            scores = nonzeros - 2 * np.bitwise_count((rows ^ sign) & mask).sum(-1, dtype=np.int64)
+        scores += bias
+        x = numpy_pack(scores >= 0)
+        input_bits = "bipolar"
+    return np.argmax(scores, axis=-1)

@@ -1,0 +1,122 @@
+"""Quantizers: the sign function, its straight-through estimators, and the weight ternarizer.
+
+Everything that turns a real number into a bit lives here, so the forward rule and the backward
+(straight-through) rule of each quantizer can be read side by side.
+
+Forward rules
+    sign(x) = +1 if x >= 0 else -1            (sign(0) = +1, so every output is a valid bit)
+    ternarize(w; lam) = sign(w) * [|w| >= beta],  beta = the lam-quantile of |w| in the layer
+
+Backward rules (the straight-through estimator, STE), selectable by name because the paper
+does not pin one down:
+    "hard_tanh": dL/dx = dL/dy * 1{|x| <= 1}    (Larq's ste_sign; the default)
+    "identity":  dL/dx = dL/dy
+    "tanh":      dL/dx = dL/dy * (1 - tanh(x)^2)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def sign(x: Array) -> Array:
+    """Sign with sign(0) = +1, in the dtype of x."""
+    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
+
+
+def _hard_tanh_grad(x: Array) -> Array:
+    return (jnp.abs(x) <= 1).astype(x.dtype)
+
+
+def _identity_grad(x: Array) -> Array:
+    return jnp.ones_like(x)
+
+
+def _tanh_grad(x: Array) -> Array:
+    return 1 - jnp.tanh(x) ** 2
+
+
+SURROGATES: dict[str, Callable[[Array], Array]] = {
+    "hard_tanh": _hard_tanh_grad,
+    "identity": _identity_grad,
+    "tanh": _tanh_grad,
+}
+
+
+def check_surrogate(name: str) -> str:
+    if name not in SURROGATES:
+        raise ValueError(f"unknown STE surrogate {name!r}; choose one of {sorted(SURROGATES)}")
+    return name
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def ste_sign(x: Array, surrogate: str = "hard_tanh") -> Array:
+    """sign(x) forward; backward multiplies the incoming gradient by surrogate'(x)."""
+    return sign(x)
+
+
+def _ste_sign_fwd(x: Array, surrogate: str) -> tuple[Array, Array]:
+    return sign(x), x
+
+
+def _ste_sign_bwd(surrogate: str, x: Array, g: Array) -> tuple[Array]:
+    return (g * SURROGATES[surrogate](x),)
+
+
+ste_sign.defvjp(_ste_sign_fwd, _ste_sign_bwd)
+
+
+def check_sparsity(sparsity: float) -> float:
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity lambda must be in [0, 1), got {sparsity}; 0 gives pure +-1 weights")
+    return float(sparsity)
+
+
+def sparsity_mask(w: Array, sparsity: float) -> Array:
+    """1 where |w| >= beta, 0 for the floor(sparsity * size) weights of smallest magnitude.
+
+    beta is the order statistic |w|_(k), k = floor(sparsity * w.size), over the whole layer, so
+    exactly k weights are switched off when magnitudes are distinct. sparsity = 0 gives all ones
+    without sorting.
+    """
+    check_sparsity(sparsity)
+    num_off = int(sparsity * w.size)
+    if num_off == 0:
+        return jnp.ones_like(w)
+    magnitude = jnp.abs(w)
+    beta = jnp.sort(magnitude.ravel())[num_off]
+    return (magnitude >= beta).astype(w.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def ternarize(w: Array, sparsity: float = 0.0) -> Array:
+    """Ternary weights sign(w) * mask in {-1, 0, +1}; the backward pass is the identity.
+
+    The identity backward sends every update straight to the real-valued shadow weights,
+    including those currently switched off, so a connection can come back on once its
+    magnitude climbs over beta again (the paper's noisy backpropagation).
+
+    In bitnet the shadow weights are the stage-1 parameters w_bar (compressed weight
+    tanh(w_bar)). Because tanh is odd and increasing, ternarize(tanh(w_bar)) equals
+    ternarize(w_bar) exactly, so layers ternarize w_bar directly and the gradient does NOT pass
+    through tanh: tanh'(w_bar) would shrink the updates of exactly the confident (saturated)
+    weights and freeze them, while the binarized forward pass does not depend on tanh at all.
+    """
+    return sign(w) * sparsity_mask(w, sparsity)
+
+
+def _ternarize_fwd(w: Array, sparsity: float) -> tuple[Array, None]:
+    return ternarize(w, sparsity), None
+
+
+def _ternarize_bwd(sparsity: float, _: None, g: Array) -> tuple[Array]:
+    return (g,)
+
+
+ternarize.defvjp(_ternarize_fwd, _ternarize_bwd)

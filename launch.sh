@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bitnet launcher.
+#   ./launch.sh                 set up .venv if needed, train the default config, evaluate, export
+#   ./launch.sh test            set up .venv if needed, run the test suite
+#   ./launch.sh sweep CONFIG    run every run of a sweep config (configs/sweep_*.py), then tabulate
+# Environment: WORKDIR (default workdirs/default), BITNET_MNIST_DIR (folder of the four MNIST IDX
+# files; without it MNIST is downloaded), PYTHON (interpreter used to make .venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    "${PYTHON:-python3}" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+  fi
+  if ! .venv/bin/python -c "import bitnet, pytest" 2>/dev/null || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/python -m pip install -q -e ".[test]"
+    touch .venv/.installed
+  fi
+}
+
+command="${1:-main}"
+case "$command" in
+  main)
+    setup
+    workdir="${WORKDIR:-workdirs/default}"
+    .venv/bin/python -m experiments.train --config configs/default.py --workdir "$workdir" "${@:2}"
+    .venv/bin/python -m experiments.evaluate --workdir "$workdir"
+    ;;
+  test)
+    setup
+    .venv/bin/python -m pytest -q "${@:2}"
+    ;;
+  sweep)
+    setup
+    [ $# -ge 2 ] || { echo "usage: ./launch.sh sweep CONFIG [--workdir_root DIR]" >&2; exit 2; }
+    .venv/bin/python -m experiments.sweep --sweep "$2" "${@:3}"
+    ;;
+  *)
+    echo "unknown command '$command'; use one of: (none) | test | sweep CONFIG" >&2
+    exit 2
+    ;;
+esac

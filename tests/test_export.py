@@ -1,0 +1,84 @@
+"""bitnet-packed-v1 .npz: round trip, and clear errors for damaged files."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from bitnet import encodings, export, inference, models
+
+
+@pytest.fixture
+def saved(tmp_path):
+    encoding = encodings.get_encoding("fixed2")
+    model = models.MLP(hidden_sizes=(40,), mode="bitwise", sparsity=0.25)
+    inputs = encoding(np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8))
+    params = model.init(jax.random.key(0), inputs)["params"]
+    packed = inference.pack_params(params, 0.25, encoding.bit_values)
+    path = tmp_path / "model.npz"
+    export.save_npz(path, packed, encoding, {"sparsity": 0.25})
+    return path, packed, inputs
+
+
+def test_round_trip(saved):
+    path, packed, inputs = saved
+    arrays, meta = export.load_npz(path)
+    assert meta == {
+        "encoding": "fixed2",
+        "thresholds": [0.25, 0.5, 0.75],
+        "bit_values": "bipolar",
+        "input_size": 60,
+        "layer_sizes": [40, 10],
+        "sparsity": 0.25,
+    }
+    assert arrays["w0_sign"].dtype == np.uint32 and arrays["w0_sign"].shape == (40, 2)
+    assert arrays["b1"].dtype == np.int8 and arrays["n_in1"].shape == ()
+    restored = export.to_packed_model(arrays, meta)
+    for a, b in zip(restored.layers, packed.layers):
+        np.testing.assert_array_equal(a.sign, b.sign)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.bias, b.bias)
+        assert (a.n_in, a.dense) == (b.n_in, b.dense)
+    np.testing.assert_array_equal(
+        inference.packed_predict(restored, inputs), export.numpy_predict(arrays, meta, inputs)
+    )
+    assert not list(path.parent.glob("*.tmp.npz"))
+
+
+def _rewrite(path, **changes):
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del arrays[key]
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format": np.array("bitnet-packed-v0")}, "format tag is 'bitnet-packed-v0'"),
+        ({"format": None}, "no format key"),
+        ({"w1_mask": None}, "missing array 'w1_mask'"),
+        ({"w0_sign": np.zeros((40, 3), np.uint32)}, r"w0_sign is uint32\[40, 3\], expected uint32\[40, 2\]"),
+        ({"b0": np.zeros(40, np.int32)}, r"b0 is int32\[40\], expected int8\[40\]"),
+        ({"n_in1": np.array(41, np.int32)}, "n_in1 = 41, expected 40"),
+        ({"meta": np.array(json.dumps({"encoding": "bipolar"}))}, "meta lacks"),
+        ({"meta": np.array("{not json")}, "not valid JSON"),
+    ],
+)
+def test_damaged_files_give_clear_errors(saved, changes, message):
+    path = saved[0]
+    _rewrite(path, **changes)
+    with pytest.raises(export.ExportError, match=message):
+        export.load_npz(path)
+
+
+def test_not_an_npz(tmp_path):
+    path = tmp_path / "junk.npz"
+    path.write_bytes(b"hello")
+    with pytest.raises(export.ExportError, match="not a readable .npz"):
+        export.load_npz(path)
+    with pytest.raises(export.ExportError, match="no such file"):
+        export.load_npz(tmp_path / "missing.npz")
