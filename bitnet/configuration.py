@@ -1,0 +1,138 @@
+"""Config checks and the workdir's config.json: every bad field is refused before any work starts.
+
+A workdir belongs to one config: starting a run whose config differs from WORKDIR/config.json
+names the differing fields and stops, unless the caller asks to overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from bitnet import encodings, models, quantizers
+
+RUN_KINDS = ("float", "bitwise")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+STAGE2_INITS = ("stage1", "random")
+
+
+class ConfigError(ValueError):
+    """A config field with a value bitnet cannot run."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def encoding_of(config: ml_collections.ConfigDict) -> encodings.Encoding:
+    try:
+        return encodings.get_encoding(config.encoding, tuple(config.encoding_thresholds) or None)
+    except ValueError as error:
+        raise ConfigError(f"config.encoding: {error}") from None
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first field that cannot work, and how to fix it."""
+    _require(config.run_kind in RUN_KINDS, f"config.run_kind={config.run_kind!r} is unknown; use one of {list(RUN_KINDS)}")
+    encoding = encoding_of(config)
+    _require(
+        config.run_kind == "float" or encoding.is_binary,
+        f"config.encoding={config.encoding!r} is real-valued but a bitwise network needs binary inputs; "
+        "use bipolar, binary or fixedK (or run_kind=float)",
+    )
+    sizes = tuple(config.model.hidden_sizes)
+    _require(
+        all(isinstance(size, int) and size > 0 for size in sizes),
+        f"config.model.hidden_sizes={sizes} must be positive integers",
+    )
+    _require(config.model.num_classes >= 2, f"config.model.num_classes={config.model.num_classes} must be >= 2")
+    _require(
+        config.model.activation in models.FLOAT_ACTIVATIONS,
+        f"config.model.activation={config.model.activation!r} is unknown; use one of {sorted(models.FLOAT_ACTIVATIONS)}",
+    )
+    for name in ("stage1", "stage2"):
+        stage = config[name]
+        _require(stage.epochs >= 1, f"config.{name}.epochs={stage.epochs} must be >= 1")
+        _require(stage.batch_size >= 1, f"config.{name}.batch_size={stage.batch_size} must be >= 1")
+        _require(stage.learning_rate > 0, f"config.{name}.learning_rate={stage.learning_rate} must be > 0")
+        _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
+        _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
+        _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")
+        for field in ("dropout_rate", "input_dropout_rate"):
+            _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
+    _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")
+    _require(
+        0 <= config.stage2.sparsity < 1,
+        f"config.stage2.sparsity (lambda)={config.stage2.sparsity} must be in [0, 1); 0 gives pure +-1 weights",
+    )
+    try:
+        quantizers.check_surrogate(config.stage2.surrogate)
+    except ValueError as error:
+        raise ConfigError(f"config.stage2.surrogate: {error}") from None
+    _require(config.data.validation_size >= 1, f"config.data.validation_size={config.data.validation_size} must be >= 1")
+    _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
+
+
+def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Arguments of `bitnet.data.load_splits` from config.data ("" and 0 mean unset)."""
+    return {
+        "name": config.data.name,
+        "source_dir": config.data.source_dir or None,
+        "data_dir": config.data.data_dir or os.environ.get("BITNET_DATA_DIR") or None,
+        "validation_size": config.data.validation_size,
+        "train_subset": config.data.train_subset or None,
+        "test_subset": config.data.test_subset or None,
+    }
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted names of the fields whose values differ (or exist on one side only)."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return sorted(key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"))
+
+
+def config_dict(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON values (tuples become lists)."""
+    return json.loads(config.to_json())
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
+    with open(path) as file:
+        return ml_collections.ConfigDict(json.load(file))
+
+
+def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> None:
+    """Write WORKDIR/config.json, or refuse a config that differs from the one already there."""
+    path = os.path.join(workdir, "config.json")
+    new = config_dict(config)
+    if os.path.exists(path) and not overwrite:
+        with open(path) as file:
+            old = json.load(file)
+        changed = config_differences(old, new)
+        if changed:
+            raise ConfigError(
+                f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
+                "use a new workdir, or pass --overwrite to replace its config (checkpoints stay and must fit)"
+            )
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as file:
+        json.dump(new, file, indent=2, sort_keys=True)
+    os.replace(tmp, path)

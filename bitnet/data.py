@@ -1,0 +1,456 @@
+"""IDX-format digit data sets (MNIST and look-alikes) loaded through tensorflow-datasets, without TensorFlow.
+
+The four IDX files of a data set (a local folder, or for MNIST a download) are prepared once by a
+TFDS builder into ArrayRecord files under `data_dir/bitnet_idx/<name>/` (one builder config per
+data set name, so caches never mix), then read back into numpy with TFDS's random-access data
+source, which needs only `array_record`, not TensorFlow. Examples keep the IDX file order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import math
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MNIST_DIR_ENV = "BITNET_MNIST_DIR"
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+# md5 of the DECOMPRESSED files (the .gz headers differ between mirrors; the content must not).
+MNIST_MD5 = {
+    "train_images": "6bbc9ace898e44ae57da46a324031adb",
+    "train_labels": "a25bea736e30d166cdddb491f175f624",
+    "test_images": "2646ac647ad5339dbf082846283269ea",
+    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+}
+KNOWN_DATASETS = ("mnist", "fashion_mnist", "kmnist")
+NUM_CLASSES = 10
+_IDX_UINT8 = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
+_READ_CHUNK = 10_000
+_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
+
+
+class DataError(ValueError):
+    """A data set is missing, malformed or inconsistent; the message says what and how to fix it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Whole file content, gunzipped when the name ends in .gz or the content starts like gzip."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(
+            f"cannot read IDX file {path} ({e.strerror or e}); check the path and permissions"
+        ) from e
+    if path.suffix != ".gz" and not raw.startswith(_GZIP_MAGIC):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(
+            f"IDX file {path} is not a valid gzip file ({e}); download it again or replace it"
+        ) from e
+
+
+def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzip or raw) into a uint8 array of the header's shape.
+
+    Checks everything the format allows us to check, so a truncated download or a wrong file fails
+    here with the file name instead of later as a shape error. `expected_ndim` is 3 for images and 1
+    for labels.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(
+            f"{path} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
+            "use the original IDX file"
+        )
+    if data[2] != _IDX_UINT8:
+        raise DataError(
+            f"{path} has IDX dtype code 0x{data[2]:02x}, only 0x08 (unsigned byte) is supported; "
+            "use a uint8 IDX file"
+        )
+    ndim = data[3]
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise DataError(
+            f"{path} has {ndim} dimensions, expected {expected_ndim}; "
+            "check that the right file is under this name"
+        )
+    header_size = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header_size:
+        raise DataError(
+            f"{path} has a broken IDX header ({ndim} dimensions, {len(data)} bytes); "
+            "use the original IDX file"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    expected, actual = math.prod(shape), len(data) - header_size
+    if actual != expected:
+        kind = "truncated" if actual < expected else "oversized"
+        raise DataError(
+            f"{path} is {kind}: shape {shape} needs {expected} payload bytes, found {actual}; "
+            "download it again"
+        )
+    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape).copy()
+
+
+def find_idx_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Paths of the four IDX files in `folder`, each as `name.gz` or uncompressed `name`."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"IDX folder {folder} does not exist; put the four IDX files there or set {MNIST_DIR_ENV}"
+        )
+    found, missing = {}, []
+    for key, name in IDX_FILES.items():
+        candidates = [folder / f"{name}.gz", folder / name]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            missing.append(f"{name}(.gz)")
+        else:
+            found[key] = path
+    if missing:
+        raise DataError(
+            f"IDX folder {folder} is missing {', '.join(missing)}; "
+            f"put the four IDX files there or set {MNIST_DIR_ENV}"
+        )
+    return found
+
+
+def check_idx_arrays(arrays: dict[str, np.ndarray], source: Any) -> None:
+    """Images [N, H, W] with the same H, W in both splits, and one label per image."""
+    train_hw, test_hw = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train_hw != test_hw:
+        raise DataError(
+            f"{source}: train images are {train_hw} but test images are {test_hw}; use files of one data set"
+        )
+    for split in ("train", "test"):
+        num_images, num_labels = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
+        if num_images != num_labels:
+            raise DataError(
+                f"{source}: {split} split has {num_images} images but {num_labels} labels; "
+                "use matching IDX files"
+            )
+
+
+def read_idx_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The four arrays of an IDX folder (keys as in IDX_FILES), checked for consistency."""
+    paths = find_idx_files(folder)
+    arrays = {
+        key: read_idx(path, expected_ndim=3 if key.endswith("images") else 1) for key, path in paths.items()
+    }
+    check_idx_arrays(arrays, f"IDX folder {Path(folder).expanduser()}")
+    return arrays
+
+
+def md5_decompressed(path: str | os.PathLike) -> str:
+    """md5 of the file's content after gunzip, so it does not depend on the gzip header."""
+    return hashlib.md5(_read_bytes(Path(path))).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# TFDS builder
+
+
+@dataclasses.dataclass(eq=False)
+class IdxConfig(tfds.core.BuilderConfig):
+    """One config per data set name: the prepared files of each name live in their own folder."""
+
+    image_shape: tuple[int, int] = (28, 28)
+    num_classes: int = NUM_CLASSES
+
+
+def _config(name: str, image_shape: tuple[int, int] = (28, 28), num_classes: int = NUM_CLASSES) -> IdxConfig:
+    """Builder config for data set `name`; its prepared files go to data_dir/bitnet_idx/<name>/."""
+    return IdxConfig(
+        name=name,
+        description=f"{name} from four IDX files",
+        image_shape=tuple(image_shape),
+        num_classes=num_classes,
+    )
+
+
+class BitnetIdx(tfds.core.GeneratorBasedBuilder):
+    """28x28-style digit data sets stored as IDX files, prepared in IDX file order."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "IDX files to ArrayRecord, file order kept."}
+    BUILDER_CONFIGS = [_config(name) for name in KNOWN_DATASETS]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        f"Put the four IDX files ({', '.join(IDX_FILES.values())}, each optionally .gz) in a folder "
+        "and pass it as manual_dir (bitnet: source_dir or $BITNET_MNIST_DIR)."
+    )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(
+                        shape=tuple(self.builder_config.image_shape), dtype=np.uint8, encoding="bytes"
+                    ),
+                    "label": tfds.features.ClassLabel(num_classes=self.builder_config.num_classes),
+                    "index": tfds.features.Scalar(dtype=np.int64),
+                }
+            ),
+            supervised_keys=("image", "label"),
+            homepage="http://yann.lecun.com/exdb/mnist/",
+            # Keep IDX file order (examples sorted by integer key, not by key hash). This is a
+            # DatasetInfo argument; a `disable_shuffling` class attribute is ignored by TFDS 4.9.
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
+        arrays = _idx_arrays(self.builder_config, dl_manager)
+        return {
+            "train": self._generate_examples(arrays["train_images"], arrays["train_labels"]),
+            "test": self._generate_examples(arrays["test_images"], arrays["test_labels"]),
+        }
+
+    def _generate_examples(self, images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, dict]]:
+        for i, (image, label) in enumerate(zip(images, labels)):
+            yield i, {"image": image, "label": int(label), "index": i}
+
+
+def _manual_folder(dl_manager: tfds.download.DownloadManager) -> Path | None:
+    """The manual_dir when one was given and is not empty, else None (TFDS raises in that case)."""
+    try:
+        return Path(os.fspath(dl_manager.manual_dir))
+    except (AssertionError, ValueError):
+        return None
+
+
+def _idx_arrays(config: IdxConfig, dl_manager: tfds.download.DownloadManager) -> dict[str, np.ndarray]:
+    """The four arrays from the manual folder, or for MNIST from a checked download."""
+    folder = _manual_folder(dl_manager)
+    if folder is not None:
+        arrays = read_idx_folder(folder)
+    elif config.name == "mnist":
+        arrays = _download_mnist(dl_manager)
+    else:
+        raise DataError(
+            f"no IDX folder given for data set {config.name!r} and only mnist can be downloaded; "
+            "pass source_dir"
+        )
+    image_shape = arrays["train_images"].shape[1:]
+    if image_shape != tuple(config.image_shape):
+        raise DataError(
+            f"{config.name} images are {image_shape}, expected {tuple(config.image_shape)}; "
+            f"check the IDX folder or use another data set name"
+        )
+    labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
+    if labels.size and labels.max() >= config.num_classes:
+        raise DataError(
+            f"{config.name} has label {labels.max()} but only {config.num_classes} classes; "
+            f"check the IDX folder or use another data set name"
+        )
+    return arrays
+
+
+def _download_mnist(dl_manager: Any) -> dict[str, np.ndarray]:
+    """Download the four MNIST files and check the md5 of their decompressed content.
+
+    Offline, TFDS retries each file for about 3 minutes before this fails.
+    """
+    urls = {key: f"{MNIST_URL}{name}.gz" for key, name in IDX_FILES.items()}
+    try:
+        paths = dl_manager.download(urls)
+    except (
+        OSError,
+        tfds.download.DownloadError,
+    ) as e:  # requests' errors are OSErrors; HTTP status -> DownloadError
+        raise DataError(
+            f"cannot download MNIST from {MNIST_URL} ({type(e).__name__}); "
+            f"pass source_dir or set {MNIST_DIR_ENV} to a folder with the four IDX files"
+        ) from e
+    arrays = {}
+    for key, path in paths.items():
+        path = Path(os.fspath(path))
+        digest = md5_decompressed(path)
+        if digest != MNIST_MD5[key]:
+            raise DataError(
+                f"downloaded {IDX_FILES[key]}.gz ({path}) has md5 {digest}, expected {MNIST_MD5[key]}; "
+                f"delete it and retry, or pass a folder with the IDX files"
+            )
+        arrays[key] = read_idx(path, expected_ndim=3 if key.endswith("images") else 1)
+    check_idx_arrays(arrays, f"MNIST download from {MNIST_URL}")
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Splits:
+    """Train / validation / test arrays: images flattened uint8 [N, H*W], labels int32 [N]."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    validation_images: np.ndarray
+    validation_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    image_shape: tuple[int, int] = (28, 28)
+    num_classes: int = NUM_CLASSES
+
+
+def _check_name(name: str) -> None:
+    """Data set names become folder names, so keep them to one safe path component."""
+    if not _NAME_PATTERN.fullmatch(name):
+        raise DataError(f"data set name {name!r} is not valid; use lowercase letters, digits and underscores")
+
+
+def _folder_config(name: str, folder: str | os.PathLike) -> IdxConfig:
+    """Config of a data set not known in advance: image shape and class count from its files."""
+    arrays = read_idx_folder(folder)
+    labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
+    num_classes = max(NUM_CLASSES, int(labels.max()) + 1 if labels.size else 0)
+    return _config(name, arrays["train_images"].shape[1:], num_classes)
+
+
+def _prepared_builder(name: str, source_dir: str | None, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """A builder whose ArrayRecord files exist under data_dir, preparing them on the first call."""
+    _check_name(name)
+    known = name in KNOWN_DATASETS
+    builder = BitnetIdx(
+        config=name if known else _config(name), data_dir=data_dir, file_format="array_record"
+    )
+    # TFDS writes into an `incomplete.*` folder and renames it, so the folder exists only when complete
+    # (`is_prepared()` would log a warning for a folder that does not exist yet).
+    if builder.data_path.exists():
+        if known:
+            return builder
+        # The shape of an unknown data set is stored with its prepared files, not in code.
+        return tfds.builder_from_directory(builder.data_path)
+    if source_dir is not None:
+        find_idx_files(source_dir)  # a clear error before TFDS starts
+        config = name if known else _folder_config(name, source_dir)
+        builder = BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
+    elif name != "mnist":
+        raise DataError(
+            f"data set {name!r} is not prepared in {builder.data_dir} and only mnist can be downloaded; "
+            f"pass source_dir (a folder with the four IDX files) or set {MNIST_DIR_ENV}"
+        )
+    download_config = tfds.download.DownloadConfig(manual_dir=source_dir)
+    tfds.disable_progress_bar()  # one-time preparation: the log line is enough, no bars in logs
+    logging.info("preparing %s once into %s", name, builder.data_dir)
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def _read_range(source: Any, start: int, stop: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Examples start..stop-1 of a TFDS data source as (images [n, H, W] uint8, labels int32), in chunks."""
+    images, labels, index = [], [], []
+    for chunk_start in range(start, stop, _READ_CHUNK):
+        examples = source.__getitems__(range(chunk_start, min(stop, chunk_start + _READ_CHUNK)))
+        images.extend(e["image"] for e in examples)
+        labels.extend(e["label"] for e in examples)
+        index.extend(e["index"] for e in examples)
+    if not np.array_equal(np.asarray(index, np.int64), np.arange(start, stop)):
+        raise DataError(
+            f"prepared {name} is not in IDX file order; delete its folder under data_dir and retry"
+        )
+    shape = tuple(source.dataset_info.features["image"].shape)
+    images = np.stack(images) if images else np.zeros((0, *shape), np.uint8)
+    return images.astype(np.uint8, copy=False), np.asarray(labels, np.int32)
+
+
+def _subset_size(subset: int | None, available: int, what: str) -> int:
+    """`subset` examples out of `available`; None means all."""
+    if subset is None:
+        return available
+    if not 0 < subset <= available:
+        raise DataError(
+            f"{what} must be between 1 and {available}, got {subset}; lower it or use a larger data set"
+        )
+    return subset
+
+
+def load_splits(
+    name: str = "mnist",
+    source_dir: str | None = None,
+    data_dir: str | None = None,
+    validation_size: int = 10000,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> Splits:
+    """Train / validation / test numpy arrays of an IDX data set, prepared once with TFDS, in file order.
+
+    source_dir: folder with the four IDX files; for "mnist" it defaults to $BITNET_MNIST_DIR, else
+    MNIST is downloaded (other names need a folder). Ignored once the data set is prepared.
+    data_dir: TFDS cache (default ~/tensorflow_datasets); the first call prepares ArrayRecord files
+    there, later calls only read them. Validation is the last `validation_size` images of the train
+    file, train the rest. Subsets keep the first k of train and test (smoke runs) and cap validation
+    to the smaller subset, so a smoke run never reads a whole split.
+    """
+    if source_dir is None and name == "mnist":  # the variable names MNIST's folder, never another set's
+        source_dir = os.environ.get(MNIST_DIR_ENV) or None
+    builder = _prepared_builder(name, source_dir, data_dir)
+    sources = builder.as_data_source()
+    train_source, test_source = sources["train"], sources["test"]
+    num_train_file = len(train_source)
+    if not 0 <= validation_size < num_train_file:
+        raise DataError(
+            f"validation_size {validation_size} must be in [0, {num_train_file}) for {name}'s "
+            f"{num_train_file} training images; lower it"
+        )
+    num_train = _subset_size(train_subset, num_train_file - validation_size, "train_subset")
+    num_test = _subset_size(test_subset, len(test_source), "test_subset")
+    subsets = [s for s in (train_subset, test_subset) if s is not None]
+    num_validation = min([validation_size, *subsets])
+    first_validation = num_train_file - validation_size
+
+    train = _read_range(train_source, 0, num_train, name)
+    validation = _read_range(train_source, first_validation, first_validation + num_validation, name)
+    test = _read_range(test_source, 0, num_test, name)
+    image_shape = tuple(train_source.dataset_info.features["image"].shape)
+    flat = lambda images: images.reshape(len(images), -1)  # noqa: E731
+    return Splits(
+        train_images=flat(train[0]),
+        train_labels=train[1],
+        validation_images=flat(validation[0]),
+        validation_labels=validation[1],
+        test_images=flat(test[0]),
+        test_labels=test[1],
+        image_shape=image_shape,
+        num_classes=builder.info.features["label"].num_classes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """Order of the n examples in one epoch, a pure function of (seed, epoch) so runs can resume."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """Example indices of an epoch's batches, [n // batch_size, batch_size]; the remainder is dropped.
+
+    Resuming at step k of an epoch is `batch_indices(...)[k:]`.
+    """
+    if not 0 < batch_size <= n:
+        raise DataError(f"batch_size {batch_size} must be between 1 and the {n} examples; lower it")
+    num_batches = n // batch_size
+    return epoch_permutation(seed, epoch, n)[: num_batches * batch_size].reshape(num_batches, batch_size)

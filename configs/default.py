@@ -1,0 +1,63 @@
+"""The paper's setting: 784 -> 3 x 1024 -> 10 bitwise MLP on MNIST, bipolar input, both stages.
+
+    python -m experiments.train --config configs/default.py --workdir workdirs/default
+    python -m experiments.evaluate --workdir workdirs/default
+
+Stage 1 trains the compressed real-valued net (tanh weights and activations); stage 2 starts from
+its best-by-validation parameters and runs noisy backpropagation. Any field is overridable, e.g.
+`--config.encoding=fixed2 --config.stage2.sparsity=0.25`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # parameters, dropout and data order all derive from it
+    config.run_kind = "bitwise"  # "bitwise": stage 1 (compressed) + stage 2 (bitwise); "float": one float stage
+    config.encoding = "bipolar"  # float | bipolar | binary | fixedK (bitnet/encodings.py)
+    config.encoding_thresholds = ()  # on the p/255 scale; () = the encoding's default
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "mnist"  # prepared under this name; any IDX data set (fashion_mnist, kmnist) works
+    config.data.source_dir = ""  # folder of the four IDX files; "" = $BITNET_MNIST_DIR, else download
+    config.data.data_dir = ""  # TFDS cache; "" = $BITNET_DATA_DIR, else ~/tensorflow_datasets
+    config.data.validation_size = 10000  # held out of the end of the training set for model selection
+    config.data.train_subset = 0  # >0: use only the first N training images (smoke runs)
+    config.data.test_subset = 0  # >0: use only the first N test images
+
+    config.model = ml_collections.ConfigDict()
+    config.model.hidden_sizes = (1024, 1024, 1024)
+    config.model.num_classes = 10
+    config.model.activation = "relu"  # float runs only; compressed uses tanh, bitwise uses sign
+
+    # Stage 1: the compressed real-valued net (or the float net of a float run).
+    config.stage1 = ml_collections.ConfigDict()
+    config.stage1.epochs = 30
+    config.stage1.batch_size = 100
+    config.stage1.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)
+    config.stage1.learning_rate = 1e-3
+    config.stage1.schedule = "cosine"  # cosine | constant
+    config.stage1.warmup_epochs = 0
+    config.stage1.weight_decay = 0.0  # adamw only
+    config.stage1.dropout_rate = 0.2  # hidden activations
+    config.stage1.input_dropout_rate = 0.1
+
+    # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
+    config.stage2 = ml_collections.ConfigDict()
+    config.stage2.init = "stage1"  # stage1: start from stage 1 (the paper) | random: no weight compression
+    config.stage2.epochs = 30
+    config.stage2.batch_size = 100
+    config.stage2.optimizer = "adam"
+    config.stage2.learning_rate = 3e-4  # shadow weights are small: large steps flip many signs
+    config.stage2.schedule = "cosine"
+    config.stage2.warmup_epochs = 0
+    config.stage2.weight_decay = 0.0
+    config.stage2.dropout_rate = 0.2
+    config.stage2.input_dropout_rate = 0.1
+    config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
+    config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
+
+    config.eval_batch_size = 1000
+    config.log_every_epochs = 1
+    return config

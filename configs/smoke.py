@@ -1,0 +1,20 @@
+"""The whole pipeline (both stages, checkpoints, evaluation, export) on a data subset in seconds.
+
+    python -m experiments.train --config configs/smoke.py --workdir /tmp/smoke
+    python -m experiments.evaluate --workdir /tmp/smoke
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.data.train_subset = 10000
+    config.data.validation_size = 1000
+    config.data.test_subset = 2000
+    config.model.hidden_sizes = (256, 256)
+    config.stage1.epochs = 4
+    config.stage2.epochs = 3
+    return config

@@ -1,0 +1,367 @@
+"""Tests of bitnet.data: IDX reading and checks, TFDS preparation without TensorFlow, splits, batching."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitnet import data
+from tests.idx_fixtures import idx_bytes, write_idx, write_idx_folder
+
+REAL_MNIST_DIR = os.environ.get(data.MNIST_DIR_ENV)
+needs_real_mnist = pytest.mark.skipif(
+    not REAL_MNIST_DIR, reason=f"set {data.MNIST_DIR_ENV} to a folder with the real MNIST IDX files"
+)
+MNIST_FIRST_TRAIN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+MNIST_FIRST_TEST = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(autouse=True)
+def no_mnist_env(monkeypatch):
+    """load_splits must not silently pick up the real data set from the environment in these tests."""
+    monkeypatch.delenv(data.MNIST_DIR_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return write_idx_folder(tmp_path_factory.mktemp("idx") / "synthetic", num_train=200, num_test=100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic_arrays(synthetic) -> dict[str, np.ndarray]:
+    return data.read_idx_folder(synthetic)
+
+
+def test_tensorflow_is_not_installed():
+    """The whole module is meant to work without TensorFlow; make sure the tests really run that way."""
+    with pytest.raises(ImportError):
+        import tensorflow  # noqa: F401
+
+
+# ---------------------------------------------------------------------------------------------
+# read_idx
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+def test_read_idx_round_trip(tmp_path, suffix):
+    array = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = write_idx(tmp_path / f"images{suffix}", array)
+    out = data.read_idx(path, expected_ndim=3)
+    assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
+    np.testing.assert_array_equal(out, array)
+    labels = np.arange(9, dtype=np.uint8)
+    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / f"labels{suffix}", labels), 1), labels)
+
+
+def test_read_idx_gzip_detected_by_content(tmp_path):
+    """TFDS download caches may drop the .gz suffix; gzip content is recognised anyway."""
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    path = tmp_path / "no_suffix"
+    path.write_bytes(gzip.compress(idx_bytes(array)))
+    np.testing.assert_array_equal(data.read_idx(path), array)
+
+
+def _error(path: Path, content: bytes, compress: bool = True, expected_ndim: int | None = None) -> str:
+    path.write_bytes(gzip.compress(content) if compress else content)
+    with pytest.raises(data.DataError) as info:
+        data.read_idx(path, expected_ndim=expected_ndim)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_read_idx_bad_magic(tmp_path):
+    good = idx_bytes(np.zeros((2, 3), np.uint8))
+    assert "magic" in _error(tmp_path / "a.gz", b"\x01" + good[1:])
+    assert "dtype code 0x0d" in _error(tmp_path / "b.gz", good[:2] + b"\x0d" + good[3:])
+    assert "magic" in _error(tmp_path / "c.gz", b"")
+
+
+def test_read_idx_truncated_and_oversized(tmp_path):
+    good = idx_bytes(np.zeros((4, 5, 6), np.uint8))
+    message = _error(tmp_path / "t.gz", good[:-7])
+    assert "truncated" in message and "120" in message and "113" in message
+    message = _error(tmp_path / "o", good + b"\x00\x00", compress=False)
+    assert "oversized" in message and "120" in message and "122" in message
+    assert "header" in _error(tmp_path / "h.gz", good[:9])
+
+
+def test_read_idx_wrong_ndim(tmp_path):
+    message = _error(tmp_path / "labels.gz", idx_bytes(np.zeros((4, 5), np.uint8)), expected_ndim=1)
+    assert "2 dimensions, expected 1" in message
+
+
+def test_read_idx_corrupt_gzip(tmp_path):
+    compressed = gzip.compress(idx_bytes(np.zeros((50, 50), np.uint8)))
+    assert "gzip" in _error(tmp_path / "cut.gz", compressed[: len(compressed) // 2], compress=False)
+    assert "gzip" in _error(tmp_path / "plain.gz", b"not gzip at all", compress=False)
+
+
+def test_read_idx_missing_file(tmp_path):
+    with pytest.raises(data.DataError, match="cannot read IDX file .*nothing.gz"):
+        data.read_idx(tmp_path / "nothing.gz")
+
+
+# ---------------------------------------------------------------------------------------------
+# folders
+
+
+def test_find_idx_files_gz_or_raw(tmp_path, synthetic):
+    folder = tmp_path / "mixed"
+    shutil.copytree(synthetic, folder)
+    raw = folder / data.IDX_FILES["test_labels"]
+    raw.write_bytes(gzip.decompress((folder / f"{raw.name}.gz").read_bytes()))
+    (folder / f"{raw.name}.gz").unlink()
+    paths = data.find_idx_files(folder)
+    assert set(paths) == set(data.IDX_FILES)
+    assert paths["test_labels"] == raw and paths["train_images"].name.endswith(".gz")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(data.DataError, match=f"{tmp_path / 'absent'} does not exist.*{data.MNIST_DIR_ENV}"):
+        data.find_idx_files(tmp_path / "absent")
+
+
+def test_missing_file(tmp_path, synthetic):
+    folder = tmp_path / "incomplete"
+    shutil.copytree(synthetic, folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DataError, match=r"missing t10k-labels-idx1-ubyte\(\.gz\); put the four"):
+        data.read_idx_folder(folder)
+
+
+def test_read_idx_folder(synthetic_arrays):
+    arrays = synthetic_arrays
+    assert arrays["train_images"].shape == (200, 28, 28) and arrays["test_images"].shape == (100, 28, 28)
+    assert arrays["train_labels"].shape == (200,) and arrays["test_labels"].shape == (100,)
+    assert set(np.unique(arrays["train_labels"])) == set(range(10))
+
+
+def test_label_count_mismatch(tmp_path, synthetic):
+    folder = tmp_path / "mismatch"
+    shutil.copytree(synthetic, folder)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(199, np.uint8))
+    with pytest.raises(data.DataError, match="train split has 200 images but 199 labels"):
+        data.read_idx_folder(folder)
+
+
+def test_image_shape_mismatch(tmp_path, synthetic):
+    folder = tmp_path / "shapes"
+    shutil.copytree(synthetic, folder)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((100, 32, 32), np.uint8))
+    with pytest.raises(data.DataError, match=r"train images are \(28, 28\) but test images are \(32, 32\)"):
+        data.read_idx_folder(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# TFDS preparation and splits
+
+
+def test_load_splits_synthetic(tmp_path, synthetic, synthetic_arrays):
+    source = tmp_path / "source"
+    shutil.copytree(synthetic, source)
+    data_dir = tmp_path / "tfds"
+    splits = data.load_splits("mnist", str(source), str(data_dir), validation_size=50)
+    arrays = synthetic_arrays
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    assert splits.train_images.shape == (150, 784) and splits.train_images.dtype == np.uint8
+    assert splits.validation_images.shape == (50, 784) and splits.test_images.shape == (100, 784)
+    assert splits.train_labels.dtype == np.int32 and splits.test_labels.dtype == np.int32
+    assert splits.image_shape == (28, 28) and splits.num_classes == 10
+    # File order; validation is the last 50 of the train file.
+    np.testing.assert_array_equal(splits.train_images, flat(arrays["train_images"][:150]))
+    np.testing.assert_array_equal(splits.train_labels, arrays["train_labels"][:150])
+    np.testing.assert_array_equal(splits.validation_images, flat(arrays["train_images"][150:]))
+    np.testing.assert_array_equal(splits.validation_labels, arrays["train_labels"][150:])
+    np.testing.assert_array_equal(splits.test_images, flat(arrays["test_images"]))
+    np.testing.assert_array_equal(splits.test_labels, arrays["test_labels"])
+    prepared = data_dir / "bitnet_idx" / "mnist" / "1.0.0"
+    assert (
+        sorted(p.name.split(".")[1].split("-")[0] for p in prepared.glob("bitnet_idx-*"))
+        == ["array_record"] * 2
+    )
+
+    # Second call: only the cache is read, the source folder is no longer needed.
+    shutil.rmtree(source)
+    again = data.load_splits(
+        "mnist", None, str(data_dir), validation_size=20, train_subset=30, test_subset=10
+    )
+    np.testing.assert_array_equal(again.train_images, flat(arrays["train_images"][:30]))
+    np.testing.assert_array_equal(again.validation_labels, arrays["train_labels"][180:190])
+    np.testing.assert_array_equal(again.test_labels, arrays["test_labels"][:10])
+    assert again.validation_images.shape == (10, 784)
+
+    # Another name is prepared in its own folder: no mixing with the cached "mnist".
+    other = write_idx_folder(tmp_path / "other", num_train=60, num_test=30, seed=1)
+    kmnist = data.load_splits("kmnist", str(other), str(data_dir), validation_size=10)
+    assert kmnist.train_images.shape == (50, 784) and kmnist.test_images.shape == (30, 784)
+    assert (data_dir / "bitnet_idx" / "kmnist" / "1.0.0").is_dir()
+    np.testing.assert_array_equal(kmnist.test_labels, data.read_idx_folder(other)["test_labels"])
+    assert len(data.load_splits("mnist", None, str(data_dir), validation_size=50).test_labels) == 100
+
+
+def test_load_splits_custom_name_and_shape(tmp_path):
+    folder = tmp_path / "letters"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    arrays = {
+        "train_images": rng.integers(0, 256, (40, 8, 6), dtype=np.uint8),
+        "train_labels": rng.integers(0, 26, 40, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (12, 8, 6), dtype=np.uint8),
+        "test_labels": rng.integers(0, 26, 12, dtype=np.uint8),
+    }
+    arrays["train_labels"][0] = 25
+    for key, array in arrays.items():
+        write_idx(folder / data.IDX_FILES[key], array)  # uncompressed
+    splits = data.load_splits("my_letters", str(folder), str(tmp_path / "tfds"), validation_size=10)
+    assert splits.image_shape == (8, 6) and splits.num_classes == 26
+    np.testing.assert_array_equal(splits.validation_images, arrays["train_images"][30:].reshape(10, 48))
+    shutil.rmtree(folder)
+    cached = data.load_splits("my_letters", None, str(tmp_path / "tfds"), validation_size=10)
+    np.testing.assert_array_equal(cached.test_images, arrays["test_images"].reshape(12, 48))
+
+
+def test_mnist_dir_env(tmp_path, synthetic, monkeypatch):
+    """$BITNET_MNIST_DIR is MNIST's folder: used for "mnist", never for another name."""
+    monkeypatch.setenv(data.MNIST_DIR_ENV, str(synthetic))
+    with pytest.raises(data.DataError, match="only mnist can be downloaded"):
+        data.load_splits("kmnist", None, str(tmp_path))
+    assert len(data.load_splits("mnist", None, str(tmp_path), validation_size=10).test_labels) == 100
+
+
+def test_load_splits_errors(tmp_path, synthetic):
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(data.DataError, match="only mnist can be downloaded; pass source_dir"):
+        data.load_splits("fashion_mnist", None, data_dir)
+    with pytest.raises(data.DataError, match="is not valid"):
+        data.load_splits("../escape", str(synthetic), data_dir)
+    with pytest.raises(data.DataError, match=f"{tmp_path / 'absent'} does not exist"):
+        data.load_splits("kmnist", str(tmp_path / "absent"), data_dir)
+    with pytest.raises(data.DataError, match=r"validation_size 200 must be in \[0, 200\)"):
+        data.load_splits("mnist", str(synthetic), data_dir, validation_size=200)
+    with pytest.raises(data.DataError, match="train_subset must be between 1 and 150, got 151"):
+        data.load_splits("mnist", None, data_dir, validation_size=50, train_subset=151)
+    # Errors found while TFDS prepares come out as DataError and leave nothing that looks prepared.
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for key in data.IDX_FILES:
+        shape = (5, 32, 32) if key.endswith("images") else (5,)
+        write_idx(folder / f"{data.IDX_FILES[key]}.gz", np.zeros(shape, np.uint8))
+    with pytest.raises(data.DataError, match=r"fashion_mnist images are \(32, 32\), expected \(28, 28\)"):
+        data.load_splits("fashion_mnist", str(folder), data_dir, validation_size=1)
+    assert not (tmp_path / "tfds" / "bitnet_idx" / "fashion_mnist" / "1.0.0").exists()
+
+
+def test_download_mnist_checks_md5(tmp_path, synthetic):
+    class LocalDownloads:  # stands in for the TFDS download manager (no internet in tests)
+        def __init__(self, folder):
+            self.folder = Path(folder)
+
+        def download(self, urls):
+            assert all(url.startswith(data.MNIST_URL) for url in urls.values())
+            return {key: self.folder / url.rsplit("/", 1)[1] for key, url in urls.items()}
+
+    with pytest.raises(data.DataError, match="train-images-idx3-ubyte.gz .* has md5 .*, expected 6bbc9ace"):
+        data._download_mnist(LocalDownloads(synthetic))
+
+
+def test_download_errors_become_data_error():
+    class Offline:
+        def download(self, urls):
+            raise ConnectionError("no network")
+
+    with pytest.raises(data.DataError, match=f"cannot download MNIST .*set {data.MNIST_DIR_ENV}"):
+        data._download_mnist(Offline())
+
+
+@pytest.fixture
+def http_server(synthetic):
+    """Serves the synthetic folder over HTTP on localhost, as a stand-in for the MNIST mirror."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(synthetic))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_load_splits_downloads_mnist(tmp_path, monkeypatch, synthetic, synthetic_arrays, http_server):
+    """Without a folder, "mnist" goes through the TFDS download manager and the md5 check."""
+    md5 = {key: data.md5_decompressed(path) for key, path in data.find_idx_files(synthetic).items()}
+    monkeypatch.setattr(data, "MNIST_URL", http_server)
+    monkeypatch.setattr(data, "MNIST_MD5", md5)
+    splits = data.load_splits("mnist", None, str(tmp_path / "tfds"), validation_size=40)
+    np.testing.assert_array_equal(splits.test_labels, synthetic_arrays["test_labels"])
+    np.testing.assert_array_equal(splits.validation_labels, synthetic_arrays["train_labels"][160:])
+    monkeypatch.setattr(data, "MNIST_MD5", {**md5, "test_labels": "0" * 32})
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz .* has md5 .*, expected 0000"):
+        data.load_splits("mnist", None, str(tmp_path / "tfds2"))
+
+
+# ---------------------------------------------------------------------------------------------
+# batching
+
+
+def test_batch_indices():
+    batches = data.batch_indices(seed=1, epoch=0, n=103, batch_size=10)
+    assert batches.shape == (10, 10)
+    assert len(np.unique(batches)) == 100 and batches.min() >= 0 and batches.max() < 103
+    np.testing.assert_array_equal(batches, data.batch_indices(1, 0, 103, 10))
+    assert not np.array_equal(batches, data.batch_indices(1, 1, 103, 10))
+    assert not np.array_equal(batches, data.batch_indices(2, 0, 103, 10))
+    np.testing.assert_array_equal(batches.ravel(), data.epoch_permutation(1, 0, 103)[:100])
+    assert sorted(data.epoch_permutation(5, 3, 50)) == list(range(50))
+    assert data.batch_indices(0, 0, 7, 7).shape == (1, 7)
+    with pytest.raises(data.DataError, match="batch_size 11 .* 10 examples"):
+        data.batch_indices(0, 0, 10, 11)
+
+
+# ---------------------------------------------------------------------------------------------
+# real MNIST
+
+
+@needs_real_mnist
+def test_real_mnist_folder():
+    arrays = data.read_idx_folder(REAL_MNIST_DIR)
+    assert arrays["train_images"].shape == (60000, 28, 28) and arrays["test_images"].shape == (10000, 28, 28)
+    assert arrays["train_labels"][:10].tolist() == MNIST_FIRST_TRAIN
+    assert arrays["test_labels"][:10].tolist() == MNIST_FIRST_TEST
+    assert np.bincount(arrays["train_labels"], minlength=10).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(arrays["test_labels"], minlength=10).tolist() == MNIST_TEST_COUNTS
+
+
+@needs_real_mnist
+def test_real_mnist_md5():
+    class LocalDownloads:
+        def download(self, urls):
+            return {key: Path(REAL_MNIST_DIR) / url.rsplit("/", 1)[1] for key, url in urls.items()}
+
+    arrays = data._download_mnist(LocalDownloads())
+    assert len(arrays["train_labels"]) == 60000
+
+
+@needs_real_mnist
+def test_real_mnist_load_splits(tmp_path):
+    start = time.perf_counter()
+    splits = data.load_splits("mnist", REAL_MNIST_DIR, str(tmp_path))
+    print(f"prepare + load real MNIST: {time.perf_counter() - start:.1f} s")
+    assert splits.train_images.shape == (50000, 784) and splits.validation_images.shape == (10000, 784)
+    assert splits.test_images.shape == (10000, 784)
+    assert splits.train_labels[:10].tolist() == MNIST_FIRST_TRAIN
+    assert splits.test_labels[:10].tolist() == MNIST_FIRST_TEST
+    all_train = np.concatenate([splits.train_labels, splits.validation_labels])
+    assert np.bincount(all_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(splits.test_labels, minlength=10).tolist() == MNIST_TEST_COUNTS

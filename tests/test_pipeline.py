@@ -1,0 +1,134 @@
+"""The whole pipeline end to end: train both stages, resume, evaluate, export, recompute."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bitnet import configuration, data, evaluate, export, train
+from configs import smoke
+from tests import idx_fixtures
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(source_dir, data_dir):
+    config = smoke.get_config()
+    config.data.source_dir = str(source_dir)
+    config.data.data_dir = str(data_dir)
+    config.data.train_subset = 0
+    config.data.test_subset = 0
+    config.data.validation_size = 60
+    config.model.hidden_sizes = (48, 40)
+    for stage in (config.stage1, config.stage2):
+        stage.batch_size = 20
+        stage.epochs = 2
+    config.eval_batch_size = 64
+    return config
+
+
+def metric_lines(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as file:
+        return [json.loads(line) for line in file]
+
+
+def binarized_arrays(workdir):
+    arrays, meta = export.load_npz(os.path.join(workdir, "bitwise.npz"))
+    return arrays, meta
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    source = idx_fixtures.write_idx_folder(root / "idx", num_train=300, num_test=120, seed=1)
+    return source, root / "tfds"
+
+
+def test_train_resume_evaluate_export(synthetic, tmp_path):
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir)
+
+    lines = metric_lines(workdir)
+    assert [(m["stage"], m["epoch"]) for m in lines] == [("compressed", 1), ("compressed", 2), ("bitwise", 1), ("bitwise", 2)]
+    assert all(np.isfinite(m["train_loss"]) and 0 <= m["val_error"] <= 1 for m in lines)
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+    # a rerun of a finished run trains nothing more
+    train.train_and_evaluate(config, workdir)
+    assert len(metric_lines(workdir)) == 4
+
+    results = evaluate.evaluate_workdir(workdir)
+    with open(os.path.join(workdir, "eval.json")) as file:
+        assert json.load(file) == results
+    assert results["num_examples"] == 120
+    assert results["bitwise_error"] == results["packed_error"]
+
+    # recompute the reported errors independently from what was written
+    splits = data.load_splits(**configuration.data_kwargs(config))
+    encoding = configuration.encoding_of(config)
+    inputs = encoding(splits.test_images)
+    arrays, meta = binarized_arrays(workdir)
+    assert meta["test_error"] == results["packed_error"]
+    numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
+    assert numpy_error == results["packed_error"]
+    params = train.load_best_params(config, workdir, "compressed", jnp.asarray(inputs[:1]))
+    predict = train.make_predict(train.make_model(config, "compressed", config.stage1))
+    assert float(np.mean(np.asarray(predict(params, inputs)) != splits.test_labels)) == results["compressed_error"]
+    assert results["compressed_error"] < 0.5  # the synthetic classes are easy: it learned something
+
+    # losing stage 2 (e.g. a crash before it finished) redoes stage 2 only, with the same result
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "bitwise"))
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "binarized"))
+    before = {key: value.copy() for key, value in arrays.items()}
+    train.train_and_evaluate(config, workdir)
+    lines = metric_lines(workdir)
+    assert [(m["stage"], m["epoch"]) for m in lines].count(("compressed", 1)) == 1
+    evaluate.evaluate_workdir(workdir)
+    after, _ = binarized_arrays(workdir)
+    for key in before:
+        if key not in ("meta", "format"):
+            np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_float_run(synthetic, tmp_path):
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    config.run_kind = "float"
+    config.encoding = "float"
+    workdir = str(tmp_path / "float")
+    train.train_and_evaluate(config, workdir)
+    results = evaluate.evaluate_workdir(workdir)
+    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error"}
+    assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
+
+
+def test_command_line_errors_are_one_line(synthetic, tmp_path):
+    source, data_dir = synthetic
+    command = [
+        sys.executable, "-m", "experiments.train", "--config=configs/smoke.py",
+        "--config.encoding=float", f"--workdir={tmp_path / 'bad'}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error: config.encoding='float' is real-valued but a bitwise network needs binary inputs" in result.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("BITNET_MNIST_DIR"), reason="set BITNET_MNIST_DIR to the real MNIST folder")
+def test_smoke_config_on_real_mnist(tmp_path):
+    """configs/smoke.py as shipped, on a subset of the real MNIST: every path runs and agrees."""
+    config = smoke.get_config()
+    config.data.data_dir = str(tmp_path / "tfds")
+    workdir = str(tmp_path / "smoke")
+    train.train_and_evaluate(config, workdir)
+    results = evaluate.evaluate_workdir(workdir)
+    assert results["num_examples"] == config.data.test_subset
+    assert results["bitwise_error"] == results["packed_error"]
+    assert results["compressed_error"] < 0.2  # real digits are learned even from a small subset
