@@ -78,6 +78,31 @@ def check(config: ml_collections.ConfigDict) -> None:
     _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
 
 
+STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
+
+
+def stage1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The workdir whose stage 1 this run uses: its own, or config.stage2.stage1_workdir.
+
+    Sharing one stage 1 between runs that differ only in stage 2 (ablations of lambda, the STE,
+    stage-2 schedules) is exact: stage 1 does not read any stage-2 field.
+    """
+    other = config.stage2.get("stage1_workdir", "")
+    if config.run_kind != "bitwise" or not other:
+        return workdir
+    other_config = config_dict(read_config(other))
+    mine = config_dict(config)
+    changed = config_differences(
+        {key: other_config.get(key) for key in STAGE1_FIELDS}, {key: mine.get(key) for key in STAGE1_FIELDS}
+    )
+    if changed:
+        raise ConfigError(
+            f"config.stage2.stage1_workdir={other} was trained with another stage-1 setting "
+            f"(differs in: {', '.join(changed)}); share stage 1 only between runs that agree on it"
+        )
+    return other
+
+
 def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Arguments of `bitnet.data.load_splits` from config.data ("" and 0 mean unset)."""
     return {

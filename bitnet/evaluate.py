@@ -32,7 +32,8 @@ def evaluate_workdir(workdir: str) -> dict:
     results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
 
     def test_error(mode: str) -> tuple[float, np.ndarray]:
-        params = train.load_best_params(config, workdir, mode, inputs[:1])
+        source = configuration.stage1_workdir(config, workdir) if mode == "compressed" else workdir
+        params = train.load_best_params(config, source, mode, inputs[:1])
         predict = train.make_predict(train.make_model(config, mode, config.stage1))
         predictions = np.concatenate(
             [np.asarray(predict(params, inputs[i : i + config.eval_batch_size])) for i in range(0, len(labels), config.eval_batch_size)]

@@ -322,6 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
     configuration.check(config)
     os.makedirs(workdir, exist_ok=True)
     configuration.write_or_check(config, workdir, overwrite)
+    shared_stage1 = configuration.stage1_workdir(config, workdir)
     dataset, encoding = load_dataset(config)
     logging.info(
         "data: %d train, %d validation examples, encoding %s (%d inputs)",
@@ -332,6 +333,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
         for mode, settings in stage_plan(config):
             if mode == "bitwise" and config.stage2.init == "random":
                 params = None  # the ablation without weight compression
+            if mode == "compressed" and shared_stage1 != workdir:
+                params = load_best_params(config, shared_stage1, mode, dataset.train_inputs[:1])
+                logging.info("stage 1: using the finished compressed net of %s", shared_stage1)
+                continue
             params = run_stage(config, workdir, mode, settings, dataset, params, writer)
     if config.run_kind == "bitwise":
         arrays, meta = binarize(config, params, encoding)

@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.init = "stage1"  # stage1: start from stage 1 (the paper) | random: no weight compression
+    config.stage2.stage1_workdir = ""  # reuse the finished stage 1 of another workdir (same data/model/stage1)
     config.stage2.epochs = 30
     config.stage2.batch_size = 100
     config.stage2.optimizer = "adam"

@@ -132,3 +132,32 @@ def test_smoke_config_on_real_mnist(tmp_path):
     assert results["num_examples"] == config.data.test_subset
     assert results["bitwise_error"] == results["packed_error"]
     assert results["compressed_error"] < 0.2  # real digits are learned even from a small subset
+
+
+def test_stage2_ablation_shares_stage1(synthetic, tmp_path):
+    source, data_dir = synthetic
+    base = tiny_config(source, data_dir)
+    base.stage1.epochs = base.stage2.epochs = 1
+    first = str(tmp_path / "lambda0")
+    train.train_and_evaluate(base, first)
+    first_results = evaluate.evaluate_workdir(first)
+
+    sparse = tiny_config(source, data_dir)
+    sparse.stage1.epochs = sparse.stage2.epochs = 1
+    sparse.stage2.sparsity = 0.5
+    sparse.stage2.stage1_workdir = first
+    second = str(tmp_path / "lambda05")
+    train.train_and_evaluate(sparse, second)
+    assert [m["stage"] for m in metric_lines(second)] == ["bitwise"]  # stage 1 was not retrained
+    results = evaluate.evaluate_workdir(second)
+    assert results["compressed_error"] == first_results["compressed_error"]
+    arrays, meta = binarized_arrays(second)
+    nonzero = np.bitwise_count(arrays["w0_mask"]).sum()
+    assert nonzero == arrays["w0_mask"].shape[0] * arrays["n_in0"] // 2  # lambda = 0.5 of 784 x 48
+
+    other = tiny_config(source, data_dir)
+    other.stage1.epochs = 1
+    other.stage1.learning_rate = 0.01
+    other.stage2.stage1_workdir = first
+    with pytest.raises(configuration.ConfigError, match="differs in: stage1.learning_rate"):
+        train.train_and_evaluate(other, str(tmp_path / "mismatch"))
