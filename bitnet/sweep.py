@@ -2,7 +2,8 @@
 
 A sweep config's `runs` is a tuple of strings "field=value,other.field=value"; each becomes one
 run of the base config with those `--config.` overrides, in workdir ROOT/<name>, where the name
-joins the overridden values (e.g. "encoding=fixed2,run_kind=bitwise,seed=1" -> fixed2-bitwise-seed1).
+joins the overridden values (e.g. "encoding=fixed2,run_kind=bitwise,seed=1" -> fixed2-bitwise-seed1)
+unless the string sets it with "name=...".
 """
 
 from __future__ import annotations
@@ -42,13 +43,16 @@ def expand(specs) -> list[Run]:
     """Parse the run strings of a sweep config; duplicates and malformed entries are errors."""
     runs = []
     for spec in specs:
-        pairs = []
+        pairs, name = [], None
         for item in filter(None, (part.strip() for part in spec.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise configuration.ConfigError(f"sweep run {spec!r}: {item!r} is not field=value")
-            pairs.append((key.strip(), value.strip()))
-        runs.append(Run(_name(tuple(pairs)), tuple(pairs)))
+            if key.strip() == "name":
+                name = value.strip()  # an explicit workdir name, not a config field
+            else:
+                pairs.append((key.strip(), value.strip()))
+        runs.append(Run(name or _name(tuple(pairs)), tuple(pairs)))
     names = [run.name for run in runs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

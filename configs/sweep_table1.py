@@ -1,9 +1,10 @@
-"""Sweep: the paper's Table 1 -- input encoding x run kind x seed, plus the float-input float baseline.
+"""Sweep: the paper's Table 1 -- input encoding x run kind, plus the float-input float baseline and
+two more seeds of the bipolar bitwise cell. Runs go in this order, most important first.
 
-    ./launch.sh sweep configs/sweep_table1.py            # workdirs under workdirs/sweep_table1
-    python -m experiments.sweep --sweep configs/sweep_table1.py --workdir_root W
+    ./launch.sh sweep configs/sweep_table1.py     # workdirs under workdirs/sweep_table1, then results.md
 
-Each run is configs/default.py with the overrides below; results.md aggregates their eval.json.
+Each run is configs/default.py with the overrides below; results.md aggregates their eval.json
+(mean +- std over seeds per setting). Model selection uses the validation split only.
 """
 
 import itertools
@@ -11,17 +12,18 @@ import itertools
 import ml_collections
 
 ENCODINGS = ("bipolar", "binary", "fixed2")
-RUN_KINDS = ("float", "bitwise")
-SEEDS = (0,)
+RUN_KINDS = ("bitwise", "float")
+EXTRA_SEEDS = (1, 2)  # for the bipolar bitwise cell
 
 
 def get_config() -> ml_collections.ConfigDict:
     sweep = ml_collections.ConfigDict()
     sweep.base = "configs/default.py"  # relative to the repository root
     runs = [
-        f"encoding={encoding},run_kind={kind},seed={seed}"
-        for encoding, kind, seed in itertools.product(ENCODINGS, RUN_KINDS, SEEDS)
+        f"encoding={encoding},run_kind={kind},seed=0"
+        for kind, encoding in itertools.product(RUN_KINDS, ENCODINGS)
     ]
     runs.append("encoding=float,run_kind=float,seed=0")
+    runs += [f"encoding=bipolar,run_kind=bitwise,seed={seed}" for seed in EXTRA_SEEDS]
     sweep.runs = tuple(runs)  # each: comma-separated config overrides (dotted names allowed)
     return sweep
