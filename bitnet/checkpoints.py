@@ -77,6 +77,43 @@ def restore_stage(workdir: str, stage: str, which: str, like: Any) -> tuple[Any,
     return restored.state, dict(restored.meta)
 
 
+def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> dict | None:
+    """Only the parameters of a stage checkpoint (orbax partial restore); None if absent.
+
+    Evaluation and stage 2 need no optimizer state, so they do not depend on its structure.
+    """
+    path = stage_dir(workdir, stage, which)
+    if not os.path.isdir(path):
+        return None
+    with _manager(path, which == "best") as manager:
+        step = manager.latest_step()
+        if step is None:
+            return None
+        abstract = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)}
+        try:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(
+                        item=abstract,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                        partial_restore=True,
+                    )
+                ),
+            )
+        except ValueError as error:
+            raise CheckpointError(
+                f"checkpoint {path}/{step} does not fit this config ({str(error).splitlines()[0]}); "
+                "use the config it was trained with, or another workdir"
+            ) from None
+        except Exception as error:
+            raise CheckpointError(
+                f"checkpoint {path}/{step} cannot be read ({type(error).__name__}); "
+                "delete that step folder to fall back to an older one, or retrain in a new workdir"
+            ) from None
+    return restored.state["params"]
+
+
 def save_binarized(workdir: str, arrays: dict, meta: dict) -> None:
     """Store the final binarized model (packed words + meta) once; a rerun keeps the first."""
     path = os.path.join(os.path.abspath(workdir), "checkpoints", "binarized")

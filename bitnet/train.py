@@ -290,10 +290,7 @@ def run_stage(
             mode, epoch, settings.epochs, metrics["train_loss"], 100 * metrics["train_error"],
             100 * val_error, 100 * best_error, metrics["examples_per_sec"], _format_duration(remaining),
         )
-    best = checkpoints.restore_stage(workdir, mode, "best", state)
-    if best is None:
-        raise checkpoints.CheckpointError(f"{mode}: no best checkpoint in {workdir}; the stage has 0 epochs?")
-    return best[0]["params"]
+    return load_best_params(config, workdir, mode, dataset.train_inputs[:1])
 
 
 def _format_duration(seconds: float) -> str:
@@ -348,10 +345,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
 def load_best_params(config: ml_collections.ConfigDict, workdir: str, mode: str, example_input: jax.Array) -> dict:
     """The best-by-validation parameters of a finished stage; CheckpointError if there are none."""
     settings = config.stage2 if mode == "bitwise" else config.stage1
-    *_, like = setup_stage(config, mode, settings, 1, example_input)
-    restored = checkpoints.restore_stage(workdir, mode, "best", like)
+    model = make_model(config, mode, settings)
+    like = jax.eval_shape(lambda: model.init(jax.random.key(0), example_input)["params"])
+    restored = checkpoints.restore_params(workdir, mode, "best", like)
     if restored is None:
         raise checkpoints.CheckpointError(
             f"no {mode} checkpoint in {checkpoints.stage_dir(workdir, mode, 'best')}; train this workdir first (experiments.train)"
         )
-    return restored[0]["params"]
+    return restored

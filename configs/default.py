@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Stage 1: the compressed real-valued net (or the float net of a float run).
     config.stage1 = ml_collections.ConfigDict()
-    config.stage1.epochs = 30
+    config.stage1.epochs = 60  # a better stage 1 is the main lever for the bitwise net
     config.stage1.batch_size = 100
     config.stage1.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)
     config.stage1.learning_rate = 1e-3
@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2 = ml_collections.ConfigDict()
     config.stage2.init = "stage1"  # stage1: start from stage 1 (the paper) | random: no weight compression
     config.stage2.stage1_workdir = ""  # reuse the finished stage 1 of another workdir (same data/model/stage1)
-    config.stage2.epochs = 30
+    config.stage2.epochs = 40
     config.stage2.batch_size = 100
     config.stage2.optimizer = "adam"
     config.stage2.learning_rate = 3e-4  # shadow weights are small: large steps flip many signs
@@ -60,5 +60,4 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
 
     config.eval_batch_size = 1000
-    config.log_every_epochs = 1
     return config
