@@ -15,7 +15,9 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class CheckpointError(RuntimeError):
@@ -37,9 +39,13 @@ def stage_dir(workdir: str, stage: str, which: str) -> str:
 
 
 def save_stage(workdir: str, stage: str, state: Any, meta: dict, val_error: float, is_best: bool) -> None:
-    """Save the latest state of a stage (and as best when it has the lowest validation error)."""
+    """Save the latest state of a stage (and as best when it has the lowest validation error).
+
+    Best goes first: a run killed between the two saves resumes from the previous latest, redoes the
+    epoch and finds its best already saved, so it ends like an uninterrupted run.
+    """
     step = int(meta["step"])
-    targets = [("latest", False)] + ([("best", True)] if is_best else [])
+    targets = ([("best", True)] if is_best else []) + [("latest", False)]
     for which, best in targets:
         with _manager(stage_dir(workdir, stage, which), best) as manager:
             if step in manager.all_steps():
@@ -59,22 +65,66 @@ def restore_stage(workdir: str, stage: str, which: str, like: Any) -> tuple[Any,
         if step is None:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        _check_fits(path, step, abstract)
         try:
             restored = manager.restore(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
             )
-        except ValueError as error:
-            raise CheckpointError(
-                f"checkpoint {path}/{step} does not fit this config ({str(error).splitlines()[0]}); "
-                "use the config it was trained with, or another workdir"
-            ) from None
         except Exception as error:  # damaged files: orbax raises many kinds
-            raise CheckpointError(
-                f"checkpoint {path}/{step} cannot be read ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                "delete that step folder to fall back to an older one, or retrain in a new workdir"
-            ) from None
+            raise _damaged(path, step, error) from None
     return restored.state, dict(restored.meta)
+
+
+def _arrays(tree: Any) -> dict[str, str]:
+    """'dtype[shape]' of each array of a tree (or of orbax's metadata of one), by dotted path."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        jax.tree_util.keystr(path, simple=True, separator="."): f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}"
+        for path, leaf in leaves
+    }
+
+
+def _mismatch(step_dir: str, abstract: Any, partial: bool = False) -> str | None:
+    """How the arrays stored in a checkpoint's state differ from `abstract`; None if they match or are unreadable."""
+    try:
+        stored = _arrays(ocp.PyTreeCheckpointHandler().metadata(epath.Path(step_dir, "state")))
+    except Exception:  # damaged metadata: not a question of the config (the restore reports it)
+        return None
+    if not stored:
+        return None  # damaged files can read as an empty tree
+    wanted = _arrays(abstract)
+    for key in sorted(wanted, key=lambda key: not key.startswith("params.")):
+        if key not in stored:
+            return f"it has no {key}, which this config needs"
+        if stored[key] != wanted[key]:
+            return f"{key} is {stored[key]} there, but this config needs {wanted[key]}"
+    extra = sorted(set(stored) - set(wanted))
+    if extra and not partial:
+        return f"it has {extra[0]}, which this config does not"
+    return None
+
+
+def _check_fits(path: str, step: int, abstract: Any, partial: bool = False) -> None:
+    """CheckpointError naming the first array whose stored shape or dtype differs from `abstract`.
+
+    Checked before restoring: a restore that fails on shapes floods stderr with orbax's async tracebacks.
+    """
+    mismatch = _mismatch(os.path.join(path, str(step)), abstract, partial)
+    if mismatch:
+        raise CheckpointError(
+            f"checkpoint {path}/{step} does not fit this config ({mismatch}); "
+            "use the config it was trained with, or another workdir"
+        )
+
+
+def _damaged(path: str, step: int, error: Exception) -> CheckpointError:
+    """The CheckpointError for a restore that failed on the files themselves."""
+    reason = str(error).split(" See full TensorStore details")[0].strip().splitlines()
+    return CheckpointError(
+        f"checkpoint {path}/{step} is damaged and cannot be read ({type(error).__name__}: {reason[0] if reason else ''}); "
+        "delete that step folder to fall back to an older one, or retrain in a new workdir"
+    )
 
 
 def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> dict | None:
@@ -90,6 +140,7 @@ def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> di
         if step is None:
             return None
         abstract = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)}
+        _check_fits(path, step, abstract, partial=True)
         try:
             restored = manager.restore(
                 step,
@@ -101,16 +152,8 @@ def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> di
                     )
                 ),
             )
-        except ValueError as error:
-            raise CheckpointError(
-                f"checkpoint {path}/{step} does not fit this config ({str(error).splitlines()[0]}); "
-                "use the config it was trained with, or another workdir"
-            ) from None
-        except Exception as error:
-            raise CheckpointError(
-                f"checkpoint {path}/{step} cannot be read ({type(error).__name__}); "
-                "delete that step folder to fall back to an older one, or retrain in a new workdir"
-            ) from None
+        except Exception as error:  # damaged files
+            raise _damaged(path, step, error) from None
     return restored.state["params"]
 
 
@@ -133,8 +176,11 @@ def restore_binarized(workdir: str) -> tuple[dict, dict]:
     with _manager(path) as manager:
         if manager.latest_step() is None:
             raise CheckpointError(f"no binarized model in {workdir}; finish training there first (experiments.train)")
-        restored = manager.restore(
-            manager.latest_step(),
-            args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
-        )
+        try:
+            restored = manager.restore(
+                manager.latest_step(),
+                args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+            )
+        except Exception as error:  # damaged files
+            raise _damaged(path, manager.latest_step(), error) from None
     return {key: value for key, value in restored.arrays.items()}, dict(restored.meta)

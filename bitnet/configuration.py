@@ -143,20 +143,28 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(file))
 
 
+def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:
+    """Refuse a config that differs from WORKDIR/config.json (unless overwrite); True if it is already there."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path) or overwrite:
+        return False
+    with open(path) as file:
+        old = json.load(file)
+    changed = config_differences(old, config_dict(config))
+    if changed:
+        raise ConfigError(
+            f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
+            "use a new workdir, or pass --overwrite to replace its config (checkpoints stay and must fit)"
+        )
+    return True
+
+
 def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> None:
     """Write WORKDIR/config.json, or refuse a config that differs from the one already there."""
+    if check_workdir(config, workdir, overwrite):
+        return
     path = os.path.join(workdir, "config.json")
     new = config_dict(config)
-    if os.path.exists(path) and not overwrite:
-        with open(path) as file:
-            old = json.load(file)
-        changed = config_differences(old, new)
-        if changed:
-            raise ConfigError(
-                f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
-                "use a new workdir, or pass --overwrite to replace its config (checkpoints stay and must fit)"
-            )
-        return
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

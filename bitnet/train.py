@@ -161,15 +161,19 @@ class MetricWriter:
         self._tensorboard = None
 
     def drop_after(self, stage: str, epoch: int) -> None:
-        """Forget lines of `stage` past `epoch` (written before a crash, not checkpointed)."""
+        """Forget lines of `stage` past `epoch` (written before a crash, not checkpointed), and any line cut short."""
         if not os.path.exists(self.path):
             return
         with open(self.path) as file:
             lines = [line for line in file if line.strip()]
-        kept = [line for line in lines if not (json.loads(line)["stage"] == stage and json.loads(line)["epoch"] > epoch)]
+        kept = [
+            line for line in lines
+            if _whole_line(line) and not (json.loads(line)["stage"] == stage and json.loads(line)["epoch"] > epoch)
+        ]
         if len(kept) != len(lines):
-            with open(self.path, "w") as file:
+            with open(self.path + ".tmp", "w") as file:
                 file.writelines(kept)
+            os.replace(self.path + ".tmp", self.path)  # a kill while rewriting loses no line
 
     def write(self, metrics: Metrics) -> None:
         with open(self.path, "a") as file:
@@ -186,6 +190,14 @@ class MetricWriter:
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def _whole_line(line: str) -> bool:
+    """Whether a metrics line was written completely (a killed run may leave half a line)."""
+    try:
+        return line.endswith("\n") and isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def stage_plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -247,20 +259,13 @@ def run_stage(
         for row in range(int(state["step"]) - (epoch - 1) * steps_per_epoch, steps_per_epoch):
             key = jax.random.fold_in(seed_key, (epoch - 1) * steps_per_epoch + row)
             state = train_step(state, dataset.train_inputs, dataset.train_labels, order[row], key)
-            if preemption.requested():
+            if preemption.requested() and row < steps_per_epoch - 1:  # an epoch's last step: finish the epoch first
+                _check_finite(workdir, mode, epoch, jax.device_get(state["totals"]))  # never save a diverged state
                 meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": best_error}
                 checkpoints.save_stage(workdir, mode, state, meta, math.inf, is_best=False)
-                raise preemption.Preempted(
-                    f"stopped by {preemption.requested()} in stage {mode} at step {int(state['step'])}; "
-                    f"checkpoint saved in {checkpoints.stage_dir(workdir, mode, 'latest')}; rerun the same command to resume"
-                )
+                raise _preempted(workdir, mode, int(state["step"]))
         totals = jax.device_get(state["totals"])
-        if not math.isfinite(float(totals["loss"])):
-            raise TrainingError(
-                f"{mode}: the loss became non-finite at step {int(totals['first_bad_step'])} (epoch {epoch}); the "
-                f"last good checkpoint is kept in {checkpoints.stage_dir(workdir, mode, 'latest')}; "
-                "lower the learning rate and rerun"
-            )
+        _check_finite(workdir, mode, epoch, totals)
         seconds = time.time() - epoch_start
         val_error = error_rate(
             predict, state["params"], dataset.validation_inputs, dataset.validation_labels, config.eval_batch_size
@@ -290,7 +295,26 @@ def run_stage(
             mode, epoch, settings.epochs, metrics["train_loss"], 100 * metrics["train_error"],
             100 * val_error, 100 * best_error, metrics["examples_per_sec"], _format_duration(remaining),
         )
+        if preemption.requested():
+            raise _preempted(workdir, mode, step)
     return load_best_params(config, workdir, mode, dataset.train_inputs[:1])
+
+
+def _check_finite(workdir: str, mode: str, epoch: int, totals: dict) -> None:
+    """TrainingError naming the first step whose loss was not finite, if any (nothing was saved since)."""
+    if not math.isfinite(float(totals["loss"])):
+        raise TrainingError(
+            f"{mode}: the loss became non-finite at step {int(totals['first_bad_step'])} (epoch {epoch}); the "
+            f"last good checkpoint is kept in {checkpoints.stage_dir(workdir, mode, 'latest')}; "
+            "lower the learning rate and rerun"
+        )
+
+
+def _preempted(workdir: str, mode: str, step: int) -> preemption.Preempted:
+    return preemption.Preempted(
+        f"stopped by {preemption.requested()} in stage {mode} at step {step}; "
+        f"checkpoint saved in {checkpoints.stage_dir(workdir, mode, 'latest')}; rerun the same command to resume"
+    )
 
 
 def _format_duration(seconds: float) -> str:
@@ -317,10 +341,18 @@ def binarize(config: ml_collections.ConfigDict, params: dict, encoding: encoding
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
     """Train every stage of `config` in `workdir` (resuming), store checkpoints; return final params."""
     configuration.check(config)
-    os.makedirs(workdir, exist_ok=True)
-    configuration.write_or_check(config, workdir, overwrite)
+    configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
     shared_stage1 = configuration.stage1_workdir(config, workdir)
     dataset, encoding = load_dataset(config)
+    num_train = int(dataset.train_labels.shape[0])
+    for name, (_, settings) in zip(("stage1", "stage2"), stage_plan(config)):
+        if settings.batch_size > num_train:
+            raise configuration.ConfigError(
+                f"config.{name}.batch_size={settings.batch_size} is larger than the {num_train} training examples; "
+                "lower it or use more data"
+            )
+    os.makedirs(workdir, exist_ok=True)
+    configuration.write_or_check(config, workdir, overwrite)
     logging.info(
         "data: %d train, %d validation examples, encoding %s (%d inputs)",
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], encoding.name, dataset.train_inputs.shape[1],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, TypeVar
 
-from absl import logging
+from absl import app, logging
 
 from bitnet import checkpoints, configuration, data, evaluate, export, preemption, train
 
@@ -23,6 +23,24 @@ USER_ERRORS = (
 
 def _not_from_orbax(record) -> bool:
     return "orbax" not in record.pathname  # orbax logs every save step by step at INFO
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, except that an unknown --config.<field> ends with one line, not a traceback."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:  # ml_collections raises these for a field the config lacks
+        while error.args and isinstance(error.args[0], BaseException):
+            error = error.args[0]
+        name, _, hint = (str(error.args[0]) if error.args else str(error)).partition("\n")
+        name = name.strip("'\"")
+        named = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("-") and name in arg.split("=")[0].split(".")[1:]]
+        print(
+            f"error: {named[0] if named else name}: the config has no field {name!r}"
+            f"{'; ' + hint if hint else ''}; check the name against the config file",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def run_cleanly(function: Callable[[], T]) -> T:
