@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, encodings, export, inference, models, preemption
+from bitnet import checkpoints, configuration, data, encodings, export, inference, models, preemption, summary
 
 Metrics = dict[str, Any]
 
@@ -357,6 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
         "data: %d train, %d validation examples, encoding %s (%d inputs)",
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], encoding.name, dataset.train_inputs.shape[1],
     )
+    _log_summary(config, dataset, encoding)
     params = None
     with preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for mode, settings in stage_plan(config):
@@ -385,3 +386,12 @@ def load_best_params(config: ml_collections.ConfigDict, workdir: str, mode: str,
             f"no {mode} checkpoint in {checkpoints.stage_dir(workdir, mode, 'best')}; train this workdir first (experiments.train)"
         )
     return restored
+
+
+def _log_summary(config: ml_collections.ConfigDict, dataset: Dataset, encoding: encodings.Encoding) -> None:
+    """Print the model summary (bits per weight, memory, binary ops vs MACs) before training."""
+    mode = "bitwise" if config.run_kind == "bitwise" else "float"
+    model = make_model(config, mode, config.stage1)
+    params = model.init(jax.random.key(0), dataset.train_inputs[:1])["params"]  # sizes; lambda sets the zeros
+    rows = summary.summarize_params(params, config.stage2.sparsity if mode == "bitwise" else 0.0, encoding.bit_values or "bipolar", mode)
+    logging.info("model summary (%s network):\n%s", mode, summary.format_summary(rows))

@@ -64,3 +64,17 @@ def test_ties_go_to_lowest_index_and_sign_zero_is_plus_one():
 def test_pack_model_rejects_unknown_input_bits():
     with pytest.raises(ValueError, match="input_bits"):
         inference.pack_model([], "float")
+
+
+@pytest.mark.parametrize("batch", [1023, 1025, 2049])
+def test_batches_across_chunk_boundaries(batch):
+    """Large batches run in chunks (lax.map); rows past a chunk boundary must not be lost or mixed."""
+    encoding = encodings.get_encoding("bipolar")
+    model = models.MLP(hidden_sizes=(40,), mode="bitwise")
+    rng = np.random.default_rng(batch)
+    inputs = encoding(rng.integers(0, 256, (batch, PIXELS), dtype=np.uint8))
+    params = model.init(jax.random.key(batch), inputs[:1])["params"]
+    params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(batch + 1), p.shape), params)
+    packed = inference.pack_params(params, 0.0, "bipolar")
+    expected = np.argmax(model.apply({"params": params}, inputs), axis=-1)
+    np.testing.assert_array_equal(inference.packed_predict(packed, inputs), expected)
