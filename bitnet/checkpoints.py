@@ -55,8 +55,8 @@ def save_stage(workdir: str, stage: str, state: Any, meta: dict, val_error: floa
             manager.wait_until_finished()
 
 
-def restore_stage(workdir: str, stage: str, which: str, like: Any) -> tuple[Any, dict] | None:
-    """(state, meta) of a stage's latest or best checkpoint, shaped like `like`; None if absent."""
+def _restore(workdir: str, stage: str, which: str, abstract: Any, args: Any, partial: bool = False) -> Any:
+    """orbax's restore of a stage's latest or best step with `args`; None if there is none."""
     path = stage_dir(workdir, stage, which)
     if not os.path.isdir(path):
         return None
@@ -64,16 +64,19 @@ def restore_stage(workdir: str, stage: str, which: str, like: Any) -> tuple[Any,
         step = manager.latest_step()
         if step is None:
             return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        _check_fits(path, step, abstract)
+        _check_fits(path, step, abstract, partial)
         try:
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
-            )
+            return manager.restore(step, args=args)
         except Exception as error:  # damaged files: orbax raises many kinds
             raise _damaged(path, step, error) from None
-    return restored.state, dict(restored.meta)
+
+
+def restore_stage(workdir: str, stage: str, which: str, like: Any) -> tuple[Any, dict] | None:
+    """(state, meta) of a stage's latest or best checkpoint, shaped like `like`; None if absent."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    restored = _restore(workdir, stage, which, abstract, args)
+    return None if restored is None else (restored.state, dict(restored.meta))
 
 
 def _arrays(tree: Any) -> dict[str, str]:
@@ -132,29 +135,11 @@ def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> di
 
     Evaluation and stage 2 need no optimizer state, so they do not depend on its structure.
     """
-    path = stage_dir(workdir, stage, which)
-    if not os.path.isdir(path):
-        return None
-    with _manager(path, which == "best") as manager:
-        step = manager.latest_step()
-        if step is None:
-            return None
-        abstract = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)}
-        _check_fits(path, step, abstract, partial=True)
-        try:
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.PyTreeRestore(
-                        item=abstract,
-                        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                        partial_restore=True,
-                    )
-                ),
-            )
-        except Exception as error:  # damaged files
-            raise _damaged(path, step, error) from None
-    return restored.state["params"]
+    abstract = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)}
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    args = ocp.args.Composite(state=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True))
+    restored = _restore(workdir, stage, which, abstract, args, partial=True)
+    return None if restored is None else restored.state["params"]
 
 
 def save_binarized(workdir: str, arrays: dict, meta: dict) -> None:

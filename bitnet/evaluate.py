@@ -49,7 +49,8 @@ def evaluate_workdir(workdir: str) -> dict:
         arrays = {key: np.asarray(value) for key, value in arrays.items()}
         arrays.update(format=np.array(export.FORMAT), meta=np.array(json.dumps(meta)))
         export.check_arrays(arrays, f"{workdir}/checkpoints/binarized")
-        packed = np.asarray(inference.packed_predict(export.to_packed_model(arrays, meta), inputs))
+        packed_model = export.to_packed_model(arrays, meta)
+        packed = np.asarray(inference.packed_predict(packed_model, inputs))
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))
         if mismatches:
@@ -58,11 +59,8 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        meta = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
-        packed_model = export.to_packed_model(arrays, meta)
-        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, {
-            key: value for key, value in meta.items() if key not in ("encoding", "thresholds", "bit_values", "input_size", "layer_sizes")
-        })
+        provenance = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
+        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, provenance)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

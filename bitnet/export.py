@@ -33,9 +33,9 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_npz(path: str | os.PathLike, model, encoding, extra_meta: dict[str, Any] | None = None) -> None:
-    """Write a PackedModel and its input `bitnet.encodings.Encoding` as bitnet-packed-v1."""
-    meta = {
+def model_meta(model, encoding, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `meta` of a PackedModel fed by `bitnet.encodings.Encoding`, plus provenance."""
+    return {
         "encoding": encoding.name,
         "thresholds": list(encoding.thresholds),
         "bit_values": model.input_bits,
@@ -43,6 +43,11 @@ def save_npz(path: str | os.PathLike, model, encoding, extra_meta: dict[str, Any
         "layer_sizes": [layer.n_out for layer in model.layers],
         **(extra_meta or {}),
     }
+
+
+def save_npz(path: str | os.PathLike, model, encoding, extra_meta: dict[str, Any] | None = None) -> None:
+    """Write a PackedModel and its input `bitnet.encodings.Encoding` as bitnet-packed-v1."""
+    meta = model_meta(model, encoding, extra_meta)
     tmp = f"{os.fspath(path)}.tmp.npz"
     np.savez(tmp, format=np.array(FORMAT), meta=np.array(json.dumps(meta)), **model_arrays(model))
     os.replace(tmp, path)  # never leave a half-written model under the final name

@@ -325,17 +325,8 @@ def _format_duration(seconds: float) -> str:
 def binarize(config: ml_collections.ConfigDict, params: dict, encoding: encodings.Encoding) -> tuple[dict, dict]:
     """The bitnet-packed-v1 arrays and meta of the bitwise net given by stage-2 parameters."""
     packed = inference.pack_params(params, config.stage2.sparsity, encoding.bit_values)
-    arrays = export.model_arrays(packed)
-    meta = {
-        "encoding": encoding.name,
-        "thresholds": list(encoding.thresholds),
-        "bit_values": encoding.bit_values,
-        "input_size": packed.layers[0].n_in,
-        "layer_sizes": [layer.n_out for layer in packed.layers],
-        "sparsity": config.stage2.sparsity,
-        "seed": config.seed,
-    }
-    return arrays, meta
+    meta = export.model_meta(packed, encoding, {"sparsity": config.stage2.sparsity, "seed": config.seed})
+    return export.model_arrays(packed), meta
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
