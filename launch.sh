@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bitnet launcher.
-#   ./launch.sh                 set up .venv if needed, train the default config, evaluate, export
+#   ./launch.sh [--config.x=y]  set up .venv if needed, train the default config, evaluate, export
 #   ./launch.sh test            set up .venv if needed, run the test suite
 #   ./launch.sh sweep CONFIG    run every run of a sweep config (configs/sweep_*.py), then tabulate
 # Environment: WORKDIR (default workdirs/default), BITNET_MNIST_DIR (folder of the four MNIST IDX
@@ -20,6 +20,7 @@ setup() {
 }
 
 command="${1:-main}"
+if [[ "$command" == --* ]]; then command=main; set -- main "$@"; fi  # ./launch.sh --config.x=y
 case "$command" in
   main)
     setup
