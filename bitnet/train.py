@@ -24,7 +24,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 
@@ -39,7 +38,7 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Encoded inputs (float32, on device) and labels of the three splits."""
+    """Encoded inputs (float32, on device) and labels of the train and validation splits."""
 
     train_inputs: jax.Array
     train_labels: jax.Array
