@@ -10,6 +10,11 @@ Each encoding is a registered, named function of uint8 pixels [..., P] (P = 784 
               each bit a bipolar input (+1 for bit 1), most significant bit-plane first:
               inputs 0..P-1 are the MSB plane, P..2P-1 the next, ... (K * P inputs)
 
+    thermoK   the same 2^K - 1 thresholds as fixedK, one bipolar plane per threshold
+              (+1 where p/255 > t_i), lowest threshold first: the level is the number of +1
+              bits, so every plane counts equally -- what +-1 weights can express (a fixedK
+              MSB plane should weigh twice its LSB plane, which +-1 weights cannot).
+
 Uniform thresholds are what "K-bit fixed point" means for values in [0, 1]: level = the
 integer part of 2^K * p/255 (clipped). MNIST pixels are mostly 0 or near 255, so any
 reasonable choice puts the stroke edges in the middle levels; the thresholds are a config
@@ -47,8 +52,8 @@ class Encoding:
         return encode(pixels, self)
 
 
-_FIXED = re.compile(r"^fixed(\d+)$")
-NAMES = ("float", "bipolar", "binary", "fixedK (e.g. fixed2)")
+_FIXED = re.compile(r"^(fixed|thermo)(\d+)$")
+NAMES = ("float", "bipolar", "binary", "fixedK (e.g. fixed2)", "thermoK (e.g. thermo2)")
 
 
 def get_encoding(name: str, thresholds: Sequence[float] | None = None) -> Encoding:
@@ -64,14 +69,15 @@ def get_encoding(name: str, thresholds: Sequence[float] | None = None) -> Encodi
             raise ValueError(f"the {name} encoding takes one threshold, got {list(values)}")
         return Encoding(name, _check_thresholds(values), name, 1)
     if fixed:
-        bits = int(fixed.group(1))
+        bits = int(fixed.group(2))
         if not 1 <= bits <= 8:
-            raise ValueError(f"fixed-point encodings take 1 to 8 bits, got {name!r}")
+            raise ValueError(f"{fixed.group(1)} encodings take 1 to 8 bits, got {name!r}")
         count = 2**bits - 1
         values = tuple(thresholds) if thresholds else tuple(i / 2**bits for i in range(1, count + 1))
         if len(values) != count:
             raise ValueError(f"{name} needs {count} thresholds, got {len(values)}")
-        return Encoding(name, _check_thresholds(values), "bipolar", bits)
+        planes = bits if fixed.group(1) == "fixed" else count
+        return Encoding(name, _check_thresholds(values), "bipolar", planes)
     raise ValueError(f"unknown encoding {name!r}; choose one of {', '.join(NAMES)}")
 
 
@@ -91,6 +97,8 @@ def encode(pixels: np.ndarray, encoding: Encoding) -> np.ndarray:
         on = scaled > encoding.thresholds[0]
         low = -1.0 if encoding.bit_values == "bipolar" else 0.0
         return np.where(on, 1.0, low).astype(np.float32)
+    if encoding.name.startswith("thermo"):  # one plane per threshold, lowest threshold first
+        return (2.0 * np.concatenate([scaled > t for t in encoding.thresholds], axis=-1) - 1.0).astype(np.float32)
     level = np.zeros(scaled.shape, np.int32)
     for t in encoding.thresholds:
         level += scaled > t

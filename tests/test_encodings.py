@@ -36,6 +36,16 @@ def test_fixed3_has_three_planes_msb_first():
     np.testing.assert_array_equal(out, [[1, -1, 1, -1, 1, -1]])
 
 
+def test_thermo2_one_plane_per_threshold():
+    enc = encodings.get_encoding("thermo2")
+    assert enc.thresholds == (0.25, 0.5, 0.75) and enc.input_size(784) == 3 * 784
+    out = enc(PIXELS)  # levels 0 0 1 1 2 2 3 3
+    np.testing.assert_array_equal(out[:, :8], [[-1, -1, 1, 1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(out[:, 8:16], [[-1, -1, -1, -1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(out[:, 16:], [[-1, -1, -1, -1, -1, -1, 1, 1]])
+    np.testing.assert_array_equal(((out + 1) / 2).reshape(3, 8).sum(0), [0, 0, 1, 1, 2, 2, 3, 3])
+
+
 def test_custom_fixed_thresholds():
     enc = encodings.get_encoding("fixed2", [0.1, 0.2, 0.9])
     out = enc(np.array([[20, 30, 60, 240]], np.uint8))  # .078 .118 .235 .941 -> levels 0 1 2 3

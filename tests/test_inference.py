@@ -23,7 +23,7 @@ def _random_bitwise_model(seed, encoding, sparsity):
     return model, params, inputs
 
 
-@pytest.mark.parametrize("encoding_name", ["bipolar", "binary", "fixed2", "fixed3"])
+@pytest.mark.parametrize("encoding_name", ["bipolar", "binary", "fixed2", "fixed3", "thermo2"])
 @pytest.mark.parametrize("sparsity", [0.0, 0.3])
 def test_packed_equals_simulated(encoding_name, sparsity):
     encoding = encodings.get_encoding(encoding_name)
