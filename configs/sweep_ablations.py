@@ -11,7 +11,7 @@ reference included, so the runs differ only in the ablated field.
 import ml_collections
 
 STAGE1 = "workdirs/sweep_table1/bipolar-bitwise-seed0"
-STAGE2_EPOCHS = 15
+STAGE2_EPOCHS = 10
 ABLATIONS = (
     "name=reference,stage2.sparsity=0.0",
     "name=lambda0.1,stage2.sparsity=0.1",
