@@ -109,5 +109,9 @@ class MLP(nn.Module):
 
 def ternary_layers(params: dict, sparsity: float = 0.0) -> list[tuple[jax.Array, jax.Array]]:
     """The bitwise network's (W [n_in, n_out], b [n_out]) per layer, values in {-1, 0, +1}."""
-    names = sorted(params, key=lambda name: int(name.removeprefix("dense")))
-    return [layer_weights(params[name], "bitwise", sparsity) for name in names]
+    return [layer_weights(params[name], "bitwise", sparsity) for name in layer_names(params)]
+
+
+def layer_names(params: dict) -> list[str]:
+    """The MLP's layer names in forward order (dense0, dense1, ..., dense10: numeric, not lexical)."""
+    return sorted(params, key=lambda name: int(name.removeprefix("dense")))

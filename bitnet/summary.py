@@ -94,8 +94,7 @@ def summarize_params(params: dict, sparsity: float, input_bits: str, mode: str =
 
 
 def _real_layers(params: dict, mode: str) -> list[tuple[Any, Any]]:
-    names = sorted(params, key=lambda name: int(name.removeprefix("dense")))
-    return [models.layer_weights(params[name], mode) for name in names]
+    return [models.layer_weights(params[name], mode) for name in models.layer_names(params)]
 
 
 def summarize_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> list[LayerSummary]:
