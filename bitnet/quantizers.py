@@ -89,9 +89,28 @@ def sparsity_mask(w: Array, sparsity: float) -> Array:
     num_off = int(sparsity * w.size)
     if num_off == 0:
         return jnp.ones_like(w)
-    magnitude = jnp.abs(w)
-    beta = jnp.sort(magnitude.ravel())[num_off]
+    magnitude = jnp.abs(w).astype(jnp.float32)
+    beta = kth_smallest(magnitude, num_off)
     return (magnitude >= beta).astype(w.dtype)
+
+
+def kth_smallest(values: Array, k: int | Array) -> Array:
+    """The k-th smallest (0-based) of non-negative float32 `values`, exactly: sort(values)[k].
+
+    A radix select instead of a sort, because beta is recomputed every training step and a full
+    sort of a 1024 x 1024 layer costs ~40x the rest of the step on CPU. Non-negative float32
+    values order like their bit patterns read as int32, so two counting passes find the answer:
+    a histogram of the high 16 bits picks the bucket holding the k-th value, and a histogram of
+    the low 16 bits inside that bucket picks the value.
+    """
+    bits = jax.lax.bitcast_convert_type(values.ravel(), jnp.int32)
+    high, low = bits >> 16, bits & 0xFFFF
+    below_or_at = jnp.cumsum(jnp.zeros(1 << 15, jnp.int32).at[high].add(1))
+    bucket = jnp.argmax(below_or_at >= k + 1)
+    rank_in_bucket = k - jnp.where(bucket > 0, below_or_at[bucket - 1], 0)
+    in_bucket = jnp.zeros(1 << 16, jnp.int32).at[low].add((high == bucket).astype(jnp.int32))
+    low_value = jnp.argmax(jnp.cumsum(in_bucket) >= rank_in_bucket + 1)
+    return jax.lax.bitcast_convert_type((bucket << 16) | low_value, jnp.float32)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

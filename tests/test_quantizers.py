@@ -63,6 +63,27 @@ def test_ternarizer_zero_fraction_matches_lambda(sparsity):
         assert float(jnp.max(jnp.abs(w)[~kept])) < float(jnp.min(jnp.abs(w)[kept]))
 
 
+def test_kth_smallest_equals_sort_for_every_rank():
+    """The radix select must agree with a sort, including ties, zeros, subnormals and big values."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        np.abs(rng.normal(size=300)) * 0.03,
+        np.full(20, 0.0125), np.zeros(7), np.full(5, 1e-40), [3e38, 1.0, 1.0 + 2**-23],
+        rng.integers(0, 3, size=40) * 0.5,  # many exact ties across 16-bit buckets
+    ]).astype(np.float32)
+    rng.shuffle(values)
+    expected = np.sort(values)
+    select = jax.jit(quantizers.kth_smallest)  # k traced: one compilation for every rank
+    for k in range(values.size):
+        assert float(select(jnp.asarray(values), k)) == expected[k], k
+
+
+def test_kth_smallest_on_a_full_layer():
+    w = jnp.abs(jax.random.normal(jax.random.key(1), (1024, 1024))) * 0.03
+    for k in (0, 104857, 524288, w.size - 1):
+        assert float(quantizers.kth_smallest(w, k)) == float(jnp.sort(w.ravel())[k])
+
+
 def test_ternarizer_lambda_zero_is_pure_sign_even_with_zero_weight():
     w = jnp.array([[0.0, -0.1], [0.2, -3.0]])
     np.testing.assert_array_equal(quantizers.ternarize(w, 0.0), [[1, -1], [1, -1]])
