@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 from collections import defaultdict
 
-from bitnet import configuration
+from bitnet import configuration, export, summary
 
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
 
@@ -81,32 +82,97 @@ def local_gpu_count() -> int:
     return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
+def select(runs: list[Run], names: list[str] | None) -> list[Run]:
+    """The runs called `names` (all runs when None), in sweep order; unknown names are an error."""
+    if not names:
+        return runs
+    unknown = sorted(set(names) - {run.name for run in runs})
+    if unknown:
+        raise configuration.ConfigError(
+            f"no sweep run named {unknown}; this sweep's runs are {[run.name for run in runs]}"
+        )
+    return [run for run in runs if run.name in names]
+
+
+def setting(name: str) -> str:
+    """A run's name without its seed ("bipolar-bitwise-seed2" -> "bipolar-bitwise"): the seeds of
+    one setting share it, and the summary pools only those."""
+    return re.sub(r"-seed\d+$", "", name)
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def run_record(workdir: str) -> dict | None:
+    """What a finished run measured: its eval.json, the config fields an ablation varies, the best
+    validation error and training time of each stage, and the stored size of its bitwise model.
+    None when the run has no eval.json yet."""
+    result = _read_json(os.path.join(workdir, "eval.json"))
+    if result is None:
+        return None
+    config = _read_json(os.path.join(workdir, "config.json")) or {}
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    metrics = []
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as file:
+            metrics = [json.loads(line) for line in file if line.strip()]
+    record = dict(result)
+    record["seed"] = config.get("seed")
+    stage2 = config.get("stage2", {})
+    if result.get("run_kind") == "bitwise":
+        record.update(sparsity=stage2.get("sparsity"), init=stage2.get("init"), surrogate=stage2.get("surrogate"))
+    record["train_seconds"] = sum(line["epoch_seconds"] for line in metrics)
+    last_stage = metrics[-1]["stage"] if metrics else None
+    record["best_val_error"] = min((line["val_error"] for line in metrics if line["stage"] == last_stage), default=None)
+    npz_path = os.path.join(workdir, "bitwise.npz")
+    if os.path.exists(npz_path):
+        total = summary.totals(summary.summarize_arrays(*export.load_npz(npz_path)))
+        record["nonzero_weights"] = total["nonzero_weights"]
+        record["stored_bits"] = 8 * total["packed_bytes"]
+    return record
+
+
 def _percent(value) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
-def results_table(root: str, runs: list[Run]) -> str:
-    """Markdown: one row per run (errors in %), then mean +- std over seeds per setting."""
+def _count(value) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def results_table(root: str, names: list[str]) -> str:
+    """Markdown: one row per run (errors in %), then mean +- std over the seeds of each setting.
+
+    "bitwise" is the simulated Flax forward, "packed" the XNOR-popcount path on the exported
+    model, "best val" the stage's model-selection error, "stored bits" the packed size as
+    `bitnet.summary` counts it (sign planes, mask planes where a layer has zeros, int8 biases).
+    """
     lines = [
-        "| run | run kind | encoding | seed | float % | compressed % | bitwise % | packed % |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | run kind | encoding | seed | lambda | stage-2 init | STE | float % | compressed % | bitwise % "
+        "| packed % | best val % | nonzero weights | stored bits | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for run in runs:
-        path = os.path.join(root, run.name, "eval.json")
-        if not os.path.exists(path):
-            lines.append(f"| {run.name} | missing eval.json | | | | | | |")
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for name in names:
+        record = run_record(os.path.join(root, name))
+        if record is None:
+            lines.append(f"| {name} | missing eval.json |" + " |" * 13)
             continue
-        with open(path) as file:
-            result = json.load(file)
-        seed = run.value("seed", "0")
-        errors = [_percent(result.get(key)) for key in ERROR_KEYS]
-        lines.append(f"| {run.name} | {result['run_kind']} | {result['encoding']} | {seed} | " + " | ".join(errors) + " |")
-        final = result.get("packed_error", result.get("float_error"))
-        setting = (result["run_kind"], result["encoding"])
-        groups[setting].append(final)
-    lines += ["", "| run kind | encoding | test error % (mean +- std) | seeds |", "|---|---|---|---|"]
-    for (kind, encoding), values in sorted(groups.items()):
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        lines.append(f"| {kind} | {encoding} | {100 * statistics.mean(values):.2f} +- {100 * spread:.2f} | {len(values)} |")
+        cells = [
+            name, record["run_kind"], record["encoding"], str(record["seed"]),
+            *(str(record.get(key, "")) for key in ("sparsity", "init", "surrogate")),
+            *(_percent(record.get(key)) for key in ERROR_KEYS), _percent(record["best_val_error"]),
+            _count(record.get("nonzero_weights")), _count(record.get("stored_bits")), f"{record['train_seconds'] / 60:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        final = record.get("packed_error", record.get("float_error"))
+        groups[(setting(name), record["run_kind"], record["encoding"])].append(final)
+    lines += ["", "| setting | run kind | encoding | test error % (mean +- std over seeds) | seeds |", "|---|---|---|---|---|"]
+    for (name, kind, encoding), values in groups.items():
+        spread = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
+        lines.append(f"| {name} | {kind} | {encoding} | {100 * statistics.mean(values):.2f} +- {spread} | {len(values)} |")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,8 @@ from absl import app, flags
 
 from bitnet import sweep
 
+PUBLISHED_KEYS = ("run_kind", "encoding", "seed", "sparsity", "best_val_error", "nonzero_weights", "stored_bits")
+
 _ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>).")
 _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
 flags.mark_flag_as_required("root")
@@ -58,22 +60,19 @@ def main(argv):
     root, out = _ROOT.value.rstrip("/"), _OUT.value
     sweep_name = os.path.basename(root)
     names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "config.json")))
-    runs = [sweep.Run(name, (("seed", str(json.load(open(os.path.join(root, name, "config.json")))["seed"])),)) for name in names]
     os.makedirs(os.path.join(out, sweep_name), exist_ok=True)
     with open(os.path.join(out, f"{sweep_name}.md"), "w") as file:
-        file.write(sweep.results_table(root, runs))
+        file.write(sweep.results_table(root, names))
     _plot(root, names, os.path.join(out, f"{sweep_name}_curves.png"))
     index_path = os.path.join(out, "results.json")
     index = json.load(open(index_path)) if os.path.exists(index_path) else {}
     for name in names:
         workdir = os.path.join(root, name)
-        eval_path = os.path.join(workdir, "eval.json")
-        if not os.path.exists(eval_path):
+        record = sweep.run_record(workdir)
+        if record is None:
             continue
-        result = json.load(open(eval_path))
-        seconds = sum(m["epoch_seconds"] for m in _metrics(workdir))
-        entry = {"run_kind": result["run_kind"], "encoding": result["encoding"], "train_seconds": round(seconds)}
-        entry.update({key: result[key] for key in sweep.ERROR_KEYS if key in result})
+        entry = {key: record[key] for key in (*PUBLISHED_KEYS, *sweep.ERROR_KEYS) if record.get(key) is not None}
+        entry["train_seconds"] = round(record["train_seconds"])
         if os.path.exists(os.path.join(workdir, "bitwise.npz")):
             target = os.path.join(out, sweep_name, f"{name}.npz")
             shutil.copyfile(os.path.join(workdir, "bitwise.npz"), target)

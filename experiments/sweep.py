@@ -1,6 +1,6 @@
 """Run every run of a sweep config, each in its own workdir, then tabulate their eval.json.
 
-    python -m experiments.sweep --sweep configs/sweep_table1.py [--workdir_root W] [--parallel N]
+    python -m experiments.sweep --sweep configs/sweep_table1.py [--workdir_root W] [--parallel N] [--only a,b]
 
 Runs are subprocesses of experiments.train then experiments.evaluate, so a rerun resumes
 unfinished runs and skips finished ones. With N > 1 (default: the number of local NVIDIA GPUs, or
@@ -23,6 +23,7 @@ from experiments import cli
 
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "A sweep file: get_config() with base and runs.")
 _ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs (default workdirs/<sweep name>).")
+_ONLY = flags.DEFINE_list("only", None, "Run only these runs (workdir names); the table still lists every run.")
 _PARALLEL = flags.DEFINE_integer("parallel", None, "Runs at once (default: number of local GPUs, at least 1).")
 flags.mark_flag_as_required("sweep")
 
@@ -52,7 +53,8 @@ def main(argv):
     spec = _SWEEP.value
     sweep_path = flags.FLAGS["sweep"].config_filename
     root = _ROOT.value or os.path.join("workdirs", os.path.splitext(os.path.basename(sweep_path))[0])
-    runs = cli.run_cleanly(lambda: sweep.expand(spec.runs))
+    all_runs = cli.run_cleanly(lambda: sweep.expand(spec.runs))
+    runs = cli.run_cleanly(lambda: sweep.select(all_runs, _ONLY.value))
     gpus = sweep.local_gpu_count()
     parallel = _PARALLEL.value or max(gpus, 1)
     devices: queue.Queue = queue.Queue()
@@ -60,7 +62,7 @@ def main(argv):
         devices.put(slot if gpus else None)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         statuses = list(pool.map(lambda run: _run_one(run, root, spec.base, devices), runs))
-    table = sweep.results_table(root, runs)
+    table = sweep.results_table(root, [run.name for run in all_runs])
     with open(os.path.join(root, "results.md"), "w") as file:
         file.write(table)
     print(table)
