@@ -1,5 +1,7 @@
-"""Sweep: the paper's Table 1 -- input encoding x run kind, plus the float-input float baseline and
-two more seeds of the bipolar bitwise cell. Runs go in this order, most important first.
+"""Sweep: the paper's Table 1 -- input encoding x run kind, plus the float-input float baseline,
+two more seeds of the bipolar bitwise cell, and the 2-bit input as a thermometer code (thermo2:
+one bit plane per threshold, so +-1 weights can weigh the levels correctly; see bitnet/encodings.py).
+Runs go in this order, most important first.
 
     ./launch.sh sweep configs/sweep_table1.py     # workdirs under workdirs/sweep_table1, then results.md
 
@@ -14,6 +16,7 @@ import ml_collections
 ENCODINGS = ("bipolar", "binary", "fixed2")
 RUN_KINDS = ("bitwise", "float")
 EXTRA_SEEDS = (1, 2)  # for the bipolar bitwise cell
+EXTRA_ENCODINGS = ("thermo2",)  # 2-bit input, our alternative to fixed2
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,5 +28,6 @@ def get_config() -> ml_collections.ConfigDict:
     ]
     runs.append("encoding=float,run_kind=float,seed=0")
     runs += [f"encoding=bipolar,run_kind=bitwise,seed={seed}" for seed in EXTRA_SEEDS]
+    runs += [f"encoding={encoding},run_kind={kind},seed=0" for encoding in EXTRA_ENCODINGS for kind in RUN_KINDS]
     sweep.runs = tuple(runs)  # each: comma-separated config overrides (dotted names allowed)
     return sweep
