@@ -63,6 +63,10 @@ def check(config: ml_collections.ConfigDict) -> None:
         _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
         _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
         _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")
+        _require(
+            isinstance(stage.max_shift, int) and 0 <= stage.max_shift <= 8,
+            f"config.{name}.max_shift={stage.max_shift} must be an integer number of pixels in [0, 8]",
+        )
         for field in ("dropout_rate", "input_dropout_rate"):
             _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
     _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")

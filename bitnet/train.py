@@ -27,7 +27,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, encodings, export, inference, models, preemption, summary
+from bitnet import augmentation, checkpoints, configuration, data, encodings, export, inference, models, preemption, summary
 
 Metrics = dict[str, Any]
 
@@ -97,8 +97,10 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_train_step(model: models.MLP, optimizer: optax.GradientTransformation) -> Callable:
-    """A jitted step on the batch `indices` of the device-resident training set.
+def make_train_step(
+    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
+) -> Callable:
+    """A jitted step on the batch `indices` of the device-resident training set (augmented, if given).
 
     The state carries the running epoch totals (loss, errors, first non-finite step) on device,
     so the host never waits on a step and a checkpoint taken mid-epoch keeps them.
@@ -107,6 +109,8 @@ def make_train_step(model: models.MLP, optimizer: optax.GradientTransformation) 
     @jax.jit
     def train_step(state: dict, inputs: jax.Array, labels: jax.Array, indices: jax.Array, key: jax.Array) -> dict:
         batch_inputs, batch_labels = inputs[indices], labels[indices]
+        if augment is not None:
+            batch_inputs = augment(batch_inputs, jax.random.fold_in(key, 1))
 
         def loss_fn(params):
             logits = model.apply({"params": params}, batch_inputs, train=True, rngs={"dropout": key})
@@ -249,7 +253,8 @@ def run_stage(
     first_step = int(state["step"])
     writer.drop_after(mode, first_step // steps_per_epoch)
 
-    train_step = make_train_step(model, optimizer)
+    augment = augmentation.make_random_shift(settings.max_shift, configuration.encoding_of(config), dataset.train_inputs.shape[1])
+    train_step = make_train_step(model, optimizer, augment)
     predict = make_predict(model)
     started = time.time()
     for epoch in range(first_step // steps_per_epoch + 1, settings.epochs + 1):
@@ -341,6 +346,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
                 f"config.{name}.batch_size={settings.batch_size} is larger than the {num_train} training examples; "
                 "lower it or use more data"
             )
+        if settings.max_shift:
+            try:
+                augmentation.image_side(int(dataset.train_inputs.shape[1]), encoding.planes)
+            except ValueError as error:
+                raise configuration.ConfigError(f"config.{name}.max_shift={settings.max_shift}: {error}") from None
     os.makedirs(workdir, exist_ok=True)
     configuration.write_or_check(config, workdir, overwrite)
     logging.info(

@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.weight_decay = 0.0  # adamw only
     config.stage1.dropout_rate = 0.2  # hidden activations
     config.stage1.input_dropout_rate = 0.1
+    config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
 
     # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
     config.stage2 = ml_collections.ConfigDict()
@@ -56,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.weight_decay = 0.0
     config.stage2.dropout_rate = 0.2
     config.stage2.input_dropout_rate = 0.1
+    config.stage2.max_shift = 0
     config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
     config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
 
