@@ -128,9 +128,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+# Fields added after workdirs were first written, with the value that behaves as the code did
+# before them: an older config.json without the field matches a config holding that value.
+ADDED_FIELDS = {"stage1.max_shift": 0, "stage2.max_shift": 0}
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted names of the fields whose values differ (or exist on one side only)."""
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    flat_old, flat_new = {**ADDED_FIELDS, **_flatten(old)}, {**ADDED_FIELDS, **_flatten(new)}
     return sorted(key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"))
 
 

@@ -51,3 +51,13 @@ def test_config_refuses_bad_max_shift(bad):
     config.stage1.max_shift = bad
     with pytest.raises(configuration.ConfigError, match=r"config.stage1.max_shift"):
         configuration.check(config)
+
+
+def test_workdirs_written_before_max_shift_existed_still_match():
+    """config.json files from before the field read as max_shift = 0, so they resume and share stage 1."""
+    new = configuration.config_dict(default.get_config())
+    old = {**new, "stage1": {k: v for k, v in new["stage1"].items() if k != "max_shift"},
+           "stage2": {k: v for k, v in new["stage2"].items() if k != "max_shift"}}
+    assert configuration.config_differences(old, new) == []
+    new["stage1"]["max_shift"] = 1
+    assert configuration.config_differences(old, new) == ["stage1.max_shift"]
