@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import ml_collections
@@ -174,6 +175,8 @@ def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: b
         return
     path = os.path.join(workdir, "config.json")
     new = config_dict(config)
+    if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
+        shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

@@ -256,6 +256,7 @@ def test_workdir_with_another_config_is_refused_and_checkpoints_must_fit(env, re
     # --overwrite replaces config.json, but the checkpoints (hidden 32) cannot feed a hidden-48 net
     result = run(env, train_args(env, workdir, "--config.model.hidden_sizes=(48,)", "--overwrite"))
     assert_one_line_error(result, "does not fit this config", "params.dense0", "float32[32]", "float32[48]")
+    assert Path(workdir, "config.previous.json").read_text() == config_before  # the replaced config is kept
 
 
 # ---------------------------------------------------------------------------------------------
