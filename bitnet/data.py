@@ -14,6 +14,9 @@ import hashlib
 import math
 import os
 import re
+import socket
+import urllib.parse
+import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -244,6 +247,7 @@ def _idx_arrays(config: IdxConfig, dl_manager: tfds.download.DownloadManager) ->
     if folder is not None:
         arrays = read_idx_folder(folder)
     elif config.name == "mnist":
+        check_reachable(MNIST_URL)
         arrays = _download_mnist(dl_manager)
     else:
         raise DataError(
@@ -265,10 +269,26 @@ def _idx_arrays(config: IdxConfig, dl_manager: tfds.download.DownloadManager) ->
     return arrays
 
 
+def check_reachable(url: str, timeout: float = 10.0) -> None:
+    """DataError at once if `url`'s host cannot be connected to, instead of TFDS retrying each file
+    for minutes on an offline machine. Skipped behind a proxy, which only the download can test."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in urllib.request.getproxies():
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise DataError(
+            f"cannot reach {parts.hostname}:{port} to download MNIST ({type(e).__name__}: {e}); offline, "
+            f"pass source_dir or set {MNIST_DIR_ENV} to a folder with the four IDX files"
+        ) from None
+
+
 def _download_mnist(dl_manager: Any) -> dict[str, np.ndarray]:
     """Download the four MNIST files and check the md5 of their decompressed content.
 
-    Offline, TFDS retries each file for about 3 minutes before this fails.
+    `check_reachable` runs first: offline, TFDS would retry each file for about 3 minutes.
     """
     urls = {key: f"{MNIST_URL}{name}.gz" for key, name in IDX_FILES.items()}
     try:

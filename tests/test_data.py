@@ -7,6 +7,7 @@ import gzip
 import http.server
 import os
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -283,6 +284,19 @@ def test_download_errors_become_data_error():
 
     with pytest.raises(data.DataError, match=f"cannot download MNIST .*set {data.MNIST_DIR_ENV}"):
         data._download_mnist(Offline())
+
+
+def test_offline_download_fails_at_once(tmp_path, monkeypatch):
+    closed_port = socket.socket()
+    closed_port.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(data, "MNIST_URL", f"http://127.0.0.1:{closed_port.getsockname()[1]}/")
+    start = time.perf_counter()
+    with pytest.raises(data.DataError, match=f"cannot reach 127.0.0.1:.* to download MNIST .*set {data.MNIST_DIR_ENV}"):
+        data.load_splits("mnist", None, str(tmp_path / "tfds"))
+    assert time.perf_counter() - start < 10
+    closed_port.close()
 
 
 @pytest.fixture
