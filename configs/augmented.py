@@ -1,4 +1,4 @@
-"""Beyond the paper: the default bitwise MLP trained on randomly shifted images, longer.
+"""Beyond the paper: the tuned bitwise MLP (lambda = 0.5) trained on randomly shifted images, longer.
 
     python -m experiments.train --config configs/augmented.py --workdir workdirs/augmented
     python -m experiments.evaluate --workdir workdirs/augmented
@@ -20,4 +20,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.max_shift = 1
     config.stage1.epochs = 100
     config.stage2.epochs = 60
+    config.stage2.sparsity = 0.5  # the tuned lambda (configs/sweep_tuned.py)
     return config

@@ -17,6 +17,7 @@ ABLATIONS = (
     "name=lambda0.1,stage2.sparsity=0.1",
     "name=lambda0.25,stage2.sparsity=0.25",
     "name=lambda0.5,stage2.sparsity=0.5",
+    "name=lambda0.75,stage2.sparsity=0.75",  # beyond the grid: where the trend turns
     "name=no-compression,stage2.init=random",
     "name=ste-identity,stage2.surrogate=identity",
     "name=ste-tanh,stage2.surrogate=tanh",

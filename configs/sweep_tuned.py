@@ -1,0 +1,25 @@
+"""Sweep: the bipolar bitwise cell with the tuned sparsity lambda = 0.5, three seeds.
+
+    ./launch.sh sweep configs/sweep_table1.py --only bipolar-bitwise-seed0,bipolar-bitwise-seed1,bipolar-bitwise-seed2
+    ./launch.sh sweep configs/sweep_tuned.py
+
+lambda = 0.5 had the lowest validation error of the lambda ablation (configs/sweep_ablations.py,
+chosen on validation only). Stage 1 reads no stage-2 field, so each seed reuses the finished stage 1
+of the table sweep's run with the same seed and trains only stage 2 (the full 40 epochs).
+"""
+
+import ml_collections
+
+SEEDS = (0, 1, 2)
+SPARSITY = 0.5
+
+
+def get_config() -> ml_collections.ConfigDict:
+    sweep = ml_collections.ConfigDict()
+    sweep.base = "configs/default.py"
+    sweep.runs = tuple(
+        f"name=bipolar-bitwise-lambda{SPARSITY}-seed{seed},seed={seed},stage2.sparsity={SPARSITY},"
+        f"stage2.stage1_workdir=workdirs/sweep_table1/bipolar-bitwise-seed{seed}"
+        for seed in SEEDS
+    )
+    return sweep
