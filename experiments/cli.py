@@ -52,5 +52,8 @@ def run_cleanly(function: Callable[[], T]) -> T:
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM: the run is not finished
     except USER_ERRORS as error:
+        # The failed operation may leave orbax's concurrent reads as orphaned coroutines; their
+        # "Exception ignored in ..." tracebacks at garbage collection only repeat this error.
+        sys.unraisablehook = lambda unraisable: None
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
