@@ -28,9 +28,6 @@ class Run:
     name: str
     overrides: tuple[tuple[str, str], ...]
 
-    def value(self, key: str, default: str = "") -> str:
-        return dict(self.overrides).get(key, default)
-
 
 def _name(overrides: tuple[tuple[str, str], ...]) -> str:
     parts = []
@@ -107,6 +104,15 @@ def _read_json(path: str) -> dict | None:
         return json.load(file)
 
 
+def read_metrics(workdir: str) -> list[dict]:
+    """The per-epoch lines of WORKDIR/metrics.jsonl ([] before the first epoch)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
 def run_record(workdir: str) -> dict | None:
     """What a finished run measured: its eval.json, the config fields an ablation varies, the best
     validation error and training time of each stage, and the stored size of its bitwise model.
@@ -115,11 +121,7 @@ def run_record(workdir: str) -> dict | None:
     if result is None:
         return None
     config = _read_json(os.path.join(workdir, "config.json")) or {}
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    metrics = []
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as file:
-            metrics = [json.loads(line) for line in file if line.strip()]
+    metrics = read_metrics(workdir)
     record = dict(result)
     record["seed"] = config.get("seed")
     stage2 = config.get("stage2", {})

@@ -23,14 +23,6 @@ _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
 flags.mark_flag_as_required("root")
 
 
-def _metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
-
-
 def _plot(root: str, names: list[str], path: str) -> None:
     import matplotlib
 
@@ -41,7 +33,7 @@ def _plot(root: str, names: list[str], path: str) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for axis, stage in zip(axes, stages):
         for name in names:
-            lines = [m for m in _metrics(os.path.join(root, name)) if m["stage"] == stage]
+            lines = [m for m in sweep.read_metrics(os.path.join(root, name)) if m["stage"] == stage]
             if lines:
                 axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=name)
         axis.set_title({"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}[stage])
