@@ -3,7 +3,7 @@
 A sweep config's `runs` is a tuple of strings "field=value,other.field=value"; each becomes one
 run of the base config with those `--config.` overrides, in workdir ROOT/<name>, where the name
 joins the overridden values (e.g. "encoding=fixed2,run_kind=bitwise,seed=1" -> fixed2-bitwise-seed1)
-unless the string sets it with "name=...".
+unless the string sets it with "name=...". A tuple value keeps its commas inside parentheses.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections import defaultdict
 
 from bitnet import configuration, export, summary
 
+_FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
 
 
@@ -42,7 +43,7 @@ def expand(specs) -> list[Run]:
     runs = []
     for spec in specs:
         pairs, name = [], None
-        for item in filter(None, (part.strip() for part in spec.split(","))):
+        for item in filter(None, (part.strip() for part in _FIELD_SEPARATOR.split(spec))):
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise configuration.ConfigError(f"sweep run {spec!r}: {item!r} is not field=value")
@@ -77,6 +78,22 @@ def local_gpu_count() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
+def device_environments(parallel: int, gpus: int) -> list[dict[str, str]]:
+    """The environment of each of `parallel` run slots: the GPU it sees (round-robin, so several runs
+    can share one GPU) and, when they share, a slice of its memory, since JAX's default claims 75 %
+    of a GPU per process. On a machine without GPUs the slots change nothing."""
+    if not gpus:
+        return [{} for _ in range(parallel)]
+    runs_per_gpu = -(-parallel // gpus)
+    environments = []
+    for slot in range(parallel):
+        environment = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)}
+        if runs_per_gpu > 1:
+            environment["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / runs_per_gpu:.3f}"
+        environments.append(environment)
+    return environments
 
 
 def select(runs: list[Run], names: list[str] | None) -> list[Run]:

@@ -28,13 +28,11 @@ _PARALLEL = flags.DEFINE_integer("parallel", None, "Runs at once (default: numbe
 flags.mark_flag_as_required("sweep")
 
 
-def _run_one(run: sweep.Run, root: str, base: str, devices: queue.Queue) -> int:
+def _run_one(run: sweep.Run, root: str, base: str, slots: queue.Queue) -> int:
     workdir = os.path.join(root, run.name)
-    device = devices.get()
+    slot = slots.get()
     try:
-        env = dict(os.environ)
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(device)
+        env = {**os.environ, **slot}
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "run.log"), "a") as log:
             for command in sweep.commands(run, base, workdir):
@@ -45,7 +43,7 @@ def _run_one(run: sweep.Run, root: str, base: str, devices: queue.Queue) -> int:
                     return status
         return 0
     finally:
-        devices.put(device)
+        slots.put(slot)
 
 
 def main(argv):
@@ -57,11 +55,11 @@ def main(argv):
     runs = cli.run_cleanly(lambda: sweep.select(all_runs, _ONLY.value))
     gpus = sweep.local_gpu_count()
     parallel = _PARALLEL.value or max(gpus, 1)
-    devices: queue.Queue = queue.Queue()
-    for slot in range(parallel):
-        devices.put(slot if gpus else None)
+    slots: queue.Queue = queue.Queue()
+    for environment in sweep.device_environments(parallel, gpus):
+        slots.put(environment)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        statuses = list(pool.map(lambda run: _run_one(run, root, spec.base, devices), runs))
+        statuses = list(pool.map(lambda run: _run_one(run, root, spec.base, slots), runs))
     table = sweep.results_table(root, [run.name for run in all_runs])
     with open(os.path.join(root, "results.md"), "w") as file:
         file.write(table)

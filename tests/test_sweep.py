@@ -23,12 +23,25 @@ def test_expand_rejects_bad_sweeps(specs, message):
         sweep.expand(specs)
 
 
+def test_expand_keeps_tuple_values_whole():
+    (run,) = sweep.expand(["name=wide,model.hidden_sizes=(2048,2048),seed=1"])
+    assert run == sweep.Run("wide", (("model.hidden_sizes", "(2048,2048)"), ("seed", "1")))
+
+
 def test_select_keeps_sweep_order_and_names_unknown_runs():
     runs = sweep.expand(["seed=0", "seed=1", "seed=2"])
     assert [run.name for run in sweep.select(runs, ["seed2", "seed0"])] == ["seed0", "seed2"]
     assert sweep.select(runs, None) == runs
     with pytest.raises(configuration.ConfigError, match=r"no sweep run named \['seed7'\].*seed0"):
         sweep.select(runs, ["seed7"])
+
+
+def test_device_environments_share_gpus_round_robin_with_a_memory_slice_each():
+    assert sweep.device_environments(2, 0) == [{}, {}]
+    assert sweep.device_environments(2, 2) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    shared = sweep.device_environments(3, 1)  # three runs on one GPU: each must see GPU 0, not 1 or 2
+    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in shared] == ["0", "0", "0"]
+    assert {slot["XLA_PYTHON_CLIENT_MEM_FRACTION"] for slot in shared} == {"0.300"}
 
 
 def test_setting_strips_only_a_trailing_seed():
