@@ -6,8 +6,12 @@ to 1 pixel, lambda = 0.5, 100 + 60 epochs), three seeds of the bipolar cell, and
 
 Not the paper's protocol (it has no augmentation), so RESULTS.md lists these beside Table 1, not in
 it. The wider nets (4096 and 2048 units per hidden layer; BinaryNet's record used 3 x 4096) stay
-XNOR-popcount nets in the bitnet-packed-v1 format. Names start with "aug-" so that every published
-run name is unique across sweeps.
+XNOR-popcount nets in the bitnet-packed-v1 format; with this 1024-unit recipe unchanged they trained
+worse than 1024 units (RESULTS.md), so to reproduce only the table cells:
+
+    ./launch.sh sweep configs/sweep_augmented.py --only aug-bipolar-bitwise-seed0,aug-bipolar-bitwise-seed1,aug-bipolar-bitwise-seed2,aug-binary-bitwise-seed0,aug-fixed2-bitwise-seed0
+
+Names start with "aug-" so that every published run name is unique across sweeps.
 """
 
 import ml_collections
