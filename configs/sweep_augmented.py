@@ -9,7 +9,7 @@ it. The wider nets (4096 and 2048 units per hidden layer; BinaryNet's record use
 XNOR-popcount nets in the bitnet-packed-v1 format; with this 1024-unit recipe unchanged they trained
 worse than 1024 units (RESULTS.md), so to reproduce only the table cells:
 
-    ./launch.sh sweep configs/sweep_augmented.py --only aug-bipolar-bitwise-seed0,aug-bipolar-bitwise-seed1,aug-bipolar-bitwise-seed2,aug-binary-bitwise-seed0,aug-fixed2-bitwise-seed0
+    ./launch.sh sweep configs/sweep_augmented.py --only aug-bipolar-bitwise-seed0,aug-bipolar-bitwise-seed1,aug-bipolar-bitwise-seed2,aug-binary-bitwise-seed0,aug-binary-bitwise-seed1,aug-fixed2-bitwise-seed0
 
 Names start with "aug-" so that every published run name is unique across sweeps.
 """
