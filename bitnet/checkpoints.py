@@ -19,9 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, damaged, or from an incompatible config."""
+from bitnet.errors import CheckpointError  # defined with the other user errors; still importable from here
 
 
 def _manager(path: str, best: bool = False) -> ocp.CheckpointManager:
@@ -140,6 +138,16 @@ def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> di
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True))
     restored = _restore(workdir, stage, which, abstract, args, partial=True)
     return None if restored is None else restored.state["params"]
+
+
+def restore_best_params(workdir: str, stage: str, like_params: Any) -> dict:
+    """The parameters of a finished stage's best checkpoint; CheckpointError if there are none."""
+    restored = restore_params(workdir, stage, "best", like_params)
+    if restored is None:
+        raise CheckpointError(
+            f"no {stage} checkpoint in {stage_dir(workdir, stage, 'best')}; train this workdir first (experiments.train)"
+        )
+    return restored
 
 
 def save_binarized(workdir: str, arrays: dict, meta: dict) -> None:

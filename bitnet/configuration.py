@@ -14,15 +14,12 @@ from typing import Any
 import ml_collections
 
 from bitnet import encodings, models, quantizers
+from bitnet.errors import ConfigError  # defined with the other user errors; still importable from here
 
 RUN_KINDS = ("float", "bitwise")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 STAGE2_INITS = ("stage1", "random")
-
-
-class ConfigError(ValueError):
-    """A config field with a value bitnet cannot run."""
 
 
 def _require(condition: bool, message: str) -> None:

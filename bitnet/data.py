@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from bitnet.errors import DataError  # defined with the other user errors; still importable from here
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -46,10 +48,6 @@ _IDX_UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK = 10_000
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
-
-
-class DataError(ValueError):
-    """A data set is missing, malformed or inconsistent; the message says what and how to fix it."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 
 from bitnet import configuration, export, summary
+from bitnet.metrics import read_metrics
 
 _FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
@@ -119,15 +120,6 @@ def _read_json(path: str) -> dict | None:
         return None
     with open(path) as file:
         return json.load(file)
-
-
-def read_metrics(workdir: str) -> list[dict]:
-    """The per-epoch lines of WORKDIR/metrics.jsonl ([] before the first epoch)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
 
 
 def run_record(workdir: str) -> dict | None:

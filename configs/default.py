@@ -1,7 +1,11 @@
 """The paper's setting: 784 -> 3 x 1024 -> 10 bitwise MLP on MNIST, bipolar input, both stages.
 
     python -m experiments.train --config configs/default.py --workdir workdirs/default
-    python -m experiments.evaluate --workdir workdirs/default
+    python -m experiments.evaluate --workdir workdirs/default        # (./launch.sh runs both)
+
+Expect: 1.94 % test error of the packed bitwise net with seed 0 (2.05 +- 0.09 % over seeds 0-2;
+stage-1 compressed net 2.00 %; RESULTS.md, Table 1). Cost: ~28 min on the 2-core CPU
+(60 + 40 epochs of ~8.5 s).
 
 Stage 1 trains the compressed real-valued net (tanh weights and activations); stage 2 starts from
 its best-by-validation parameters and runs noisy backpropagation. Any field is overridable, e.g.

@@ -2,6 +2,10 @@
 
     python -m experiments.train --config configs/smoke.py --workdir /tmp/smoke
     python -m experiments.evaluate --workdir /tmp/smoke
+
+Expect, on the real MNIST with seed 0: 11.15 % test error of the compressed net and 13.30 % of the
+bitwise net (packed = simulated) on the first 2,000 test images: a check that everything runs, not
+a result. Cost: ~25 s on the 2-core CPU (10-15 s of training; start-up, data and evaluation the rest).
 """
 
 import ml_collections

@@ -7,19 +7,10 @@ from typing import Callable, TypeVar
 
 from absl import app, logging
 
-from bitnet import checkpoints, configuration, data, evaluate, export, preemption, train
+from bitnet import preemption
+from bitnet.errors import USER_ERRORS
 
 T = TypeVar("T")
-
-USER_ERRORS = (
-    configuration.ConfigError,
-    data.DataError,
-    checkpoints.CheckpointError,
-    export.ExportError,
-    train.TrainingError,
-    evaluate.EvaluationError,
-)
-
 
 def _not_from_orbax(record) -> bool:
     return "orbax" not in record.pathname  # orbax logs every save step by step at INFO

@@ -6,11 +6,10 @@ import shutil
 import subprocess
 import sys
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import configuration, data, evaluate, export, train
+from bitnet import configuration, data, evaluate, export, loop, plan, steps, train
 from configs import smoke
 from tests import idx_fixtures
 
@@ -78,8 +77,11 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     assert meta["test_error"] == results["packed_error"]
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
-    params = train.load_best_params(config, workdir, "compressed", jnp.asarray(inputs[:1]))
-    predict = train.make_predict(train.make_model(config, "compressed", config.stage1))
+    from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
+    assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
+    stage1 = plan.plan(config)[0]
+    params = loop.best_params(stage1, workdir, inputs.shape[1])
+    predict = steps.make_predict(steps.make_model(stage1))
     assert float(np.mean(np.asarray(predict(params, inputs)) != splits.test_labels)) == results["compressed_error"]
     assert results["compressed_error"] < 0.5  # the synthetic classes are easy: it learned something
 
