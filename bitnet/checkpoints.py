@@ -36,14 +36,16 @@ def stage_dir(workdir: str, stage: str, which: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints", stage, which)
 
 
-def save_stage(workdir: str, stage: str, state: Any, meta: dict, val_error: float, is_best: bool) -> None:
-    """Save the latest state of a stage (and as best when it has the lowest validation error).
+def save_stage(
+    workdir: str, stage: str, state: Any, meta: dict, val_error: float | None, is_best: bool, latest: bool = True
+) -> None:
+    """Save the state of a stage as latest (unless `latest` is False) and as best when it has the lowest validation error.
 
     Best goes first: a run killed between the two saves resumes from the previous latest, redoes the
     epoch and finds its best already saved, so it ends like an uninterrupted run.
     """
     step = int(meta["step"])
-    targets = ([("best", True)] if is_best else []) + [("latest", False)]
+    targets = ([("best", True)] if is_best else []) + ([("latest", False)] if latest else [])
     for which, best in targets:
         with _manager(stage_dir(workdir, stage, which), best) as manager:
             if step in manager.all_steps():

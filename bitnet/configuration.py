@@ -65,6 +65,12 @@ def check(config: ml_collections.ConfigDict) -> None:
             isinstance(stage.max_shift, int) and 0 <= stage.max_shift <= 8,
             f"config.{name}.max_shift={stage.max_shift} must be an integer number of pixels in [0, 8]",
         )
+        for field in ("eval_every_epochs", "checkpoint_every_epochs"):
+            _require(isinstance(stage[field], int) and stage[field] >= 1, f"config.{name}.{field}={stage[field]} must be an integer >= 1")
+        _require(
+            stage.checkpoint_every_seconds >= 0,
+            f"config.{name}.checkpoint_every_seconds={stage.checkpoint_every_seconds} must be >= 0 (0: by epochs only)",
+        )
         for field in ("dropout_rate", "input_dropout_rate"):
             _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
     _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")
@@ -128,7 +134,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 # Fields added after workdirs were first written, with the value that behaves as the code did
 # before them: an older config.json without the field matches a config holding that value.
-ADDED_FIELDS = {"stage1.max_shift": 0, "stage2.max_shift": 0}
+ADDED_FIELDS = {
+    f"{stage}.{field}": value
+    for stage in ("stage1", "stage2")
+    for field, value in (("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0))
+}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:

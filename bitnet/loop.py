@@ -1,11 +1,17 @@
-"""The training loop of one stage: epochs of steps, validation, checkpoints, preemption, metrics, ETA.
+"""The training loop of one stage: chunks of steps, validation, checkpoints, preemption, metrics, ETA.
 
-Resumable: it starts from the stage's latest checkpoint if there is one (a finished stage trains
-nothing more), drops the metric lines written after that checkpoint, and follows the same data
-order and dropout keys (pure functions of seed, epoch and step) as an uninterrupted run, so both
-end with the same parameters, bit for bit. Each epoch ends with a validation, a metrics line and
-the latest (and, at a new lowest validation error, best) checkpoint. SIGTERM saves the latest
-checkpoint at the current step and raises `preemption.Preempted`.
+An epoch runs as chunks: each chunk is one compiled call of `steps.make_train_chunk` (a device loop
+over steps, batches gathered on the device), sized from the measured step time to about
+CHUNK_SECONDS of work, so the host checks for a stop request and reports progress within seconds
+while a chunk's steps run without Python in between. Resumable: it starts from the stage's latest
+checkpoint if there is one (a finished stage trains nothing more), drops the metric lines written
+after that checkpoint, and follows the same data order and dropout keys (pure functions of seed,
+epoch and step, whatever the chunking) as an uninterrupted run, so both end with the same
+parameters, bit for bit. Each epoch ends with a metrics line; every `eval_every_epochs` a
+validation (a new lowest validation error is saved as best at once) and every
+`checkpoint_every_epochs` (or `checkpoint_every_seconds`) the latest state; the last epoch does
+all three. SIGTERM saves the latest state at the end of the running chunk and raises
+`preemption.Preempted`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from bitnet import checkpoints, data, encodings, preemption, steps
 from bitnet.errors import TrainingError
 from bitnet.metrics import MetricWriter
 from bitnet.plan import Stage
+
+CHUNK_SECONDS = 10.0  # work per compiled call at most (about): a signal, or the next ETA, waits no longer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +51,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
     """Train one stage to the end (resuming if a checkpoint exists); return its best parameters."""
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
+    total_steps = stage.epochs * steps_per_epoch
     model = steps.make_model(stage)
     schedule = steps.make_schedule(stage, steps_per_epoch)
     optimizer = steps.make_optimizer(stage, schedule)
@@ -53,31 +62,43 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
     latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
     if latest is not None:
         state, meta = latest
-        best_error = float(meta["best_val_error"])
+        best_error = _best_error(meta["best_val_error"])
         logging.info("%s: resumed at step %d from %s", stage.name, int(state["step"]), checkpoints.stage_dir(workdir, stage.name, "latest"))
     first_step = int(state["step"])
     writer.drop_after(stage.name, first_step // steps_per_epoch)
 
-    train_step = steps.make_train_step(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
+    train_chunk = steps.make_train_chunk(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
     predict = steps.make_predict(model)
-    started = time.time()
+    started = saved_at = logged_at = time.time()
+    chunk_steps = 1  # the first call compiles; later chunks are sized from the measured step time
     for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
         epoch_start = time.time()
         order = jnp.asarray(data.batch_indices(stage.seed, epoch, num_train, stage.batch_size))
-        for row in range(int(state["step"]) - (epoch - 1) * steps_per_epoch, steps_per_epoch):
-            key = jax.random.fold_in(seed_key, (epoch - 1) * steps_per_epoch + row)
-            state = train_step(state, dataset.train_inputs, dataset.train_labels, order[row], key)
-            if preemption.requested() and row < steps_per_epoch - 1:  # an epoch's last step: finish the epoch first
+        row = int(state["step"]) - (epoch - 1) * steps_per_epoch
+        while row < steps_per_epoch:
+            count = min(chunk_steps, steps_per_epoch - row)
+            chunk_start = time.time()
+            state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
+            row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
+            chunk_steps = max(1, int(CHUNK_SECONDS * count / max(time.time() - chunk_start, 1e-6)))
+            if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
                 _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
-                meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": best_error}
-                checkpoints.save_stage(workdir, stage.name, state, meta, math.inf, is_best=False)
+                meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
+                checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)
                 raise _preempted(workdir, stage, int(state["step"]))
+            if row < steps_per_epoch and time.time() - logged_at >= CHUNK_SECONDS:  # long epochs: progress within seconds
+                logged_at = time.time()
+                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch,
+                             _eta(started, first_step, int(state["step"]), total_steps))
         totals = jax.device_get(state["totals"])
         _check_finite(workdir, stage, epoch, totals)
         seconds = time.time() - epoch_start
-        val_error = steps.error_rate(predict, state["params"], dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
-        is_best = val_error < best_error
-        best_error = min(best_error, val_error)
+        last = epoch == stage.epochs
+        val_error = None
+        if epoch % stage.eval_every_epochs == 0 or last:
+            val_error = steps.error_rate(predict, state["params"], dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
+        is_best = val_error is not None and val_error < best_error
+        best_error = min(best_error, math.inf if val_error is None else val_error)
         step = int(state["step"])
         metrics = {
             "stage": stage.name,
@@ -86,24 +107,49 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
             "train_loss": float(totals["loss"]) / steps_per_epoch,
             "train_error": int(totals["errors"]) / (steps_per_epoch * stage.batch_size),
             "val_error": val_error,
-            "best_val_error": best_error,
+            "best_val_error": _json_error(best_error),
             "learning_rate": float(schedule(step - 1)),
             "examples_per_sec": (step - max(first_step, (epoch - 1) * steps_per_epoch)) * stage.batch_size / seconds,
             "epoch_seconds": seconds,
         }
         writer.write(metrics)
         state = {**state, "totals": steps.zero_totals()}
-        meta = {"epoch": epoch, "step": step, "val_error": val_error, "best_val_error": best_error}
-        checkpoints.save_stage(workdir, stage.name, state, meta, val_error, is_best)
-        remaining = (time.time() - started) / (step - first_step) * (stage.epochs * steps_per_epoch - step)
+        save_latest = (
+            last
+            or epoch % stage.checkpoint_every_epochs == 0
+            or bool(preemption.requested())
+            or 0 < stage.checkpoint_every_seconds <= time.time() - saved_at
+        )
+        if save_latest or is_best:
+            meta = {"epoch": epoch, "step": step, "val_error": val_error, "best_val_error": _json_error(best_error)}
+            checkpoints.save_stage(workdir, stage.name, state, meta, val_error, is_best, latest=save_latest)
+            saved_at = time.time() if save_latest else saved_at
+        logged_at = time.time()
         logging.info(
-            "%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %.2f%% (best %.2f%%)  %.0f ex/s  ETA %s",
+            "%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %s (best %s)  %.0f ex/s  ETA %s",
             stage.name, epoch, stage.epochs, metrics["train_loss"], 100 * metrics["train_error"],
-            100 * val_error, 100 * best_error, metrics["examples_per_sec"], _format_duration(remaining),
+            _percent(val_error), _percent(best_error), metrics["examples_per_sec"], _eta(started, first_step, step, total_steps),
         )
         if preemption.requested():
             raise _preempted(workdir, stage, step)
     return best_params(stage, workdir, dataset.input_size)
+
+
+def _best_error(value: float | None) -> float:
+    return math.inf if value is None else float(value)
+
+
+def _json_error(value: float) -> float | None:
+    """An error rate for JSON: None before the first validation (JSON has no infinity)."""
+    return value if math.isfinite(value) else None
+
+
+def _percent(value: float | None) -> str:
+    return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
+
+
+def _eta(started: float, first_step: int, step: int, total_steps: int) -> str:
+    return _format_duration((time.time() - started) / max(step - first_step, 1) * (total_steps - step))
 
 
 def best_params(stage: Stage, workdir: str, input_size: int) -> dict:

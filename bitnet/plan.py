@@ -72,6 +72,9 @@ class Stage:
     warmup_epochs: int
     max_shift: int  # random shifts of the training images, in pixels (0: none)
     eval_batch_size: int
+    eval_every_epochs: int  # validate (and maybe save the best) every N epochs, and after the last
+    checkpoint_every_epochs: int  # save the latest state every N epochs, and after the last
+    checkpoint_every_seconds: float  # ... and at the end of an epoch T seconds after the last save (0: off)
 
 
 def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str, source_workdir: str = "") -> Stage:
@@ -105,6 +108,9 @@ def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str,
         warmup_epochs=int(settings.warmup_epochs),
         max_shift=int(settings.max_shift),
         eval_batch_size=int(config.eval_batch_size),
+        eval_every_epochs=int(settings.eval_every_epochs),
+        checkpoint_every_epochs=int(settings.checkpoint_every_epochs),
+        checkpoint_every_seconds=float(settings.checkpoint_every_seconds),
     )
 
 

@@ -93,16 +93,15 @@ def init_state(
     return {"params": params, "opt_state": optimizer.init(params), "step": jnp.zeros((), jnp.int32), "totals": zero_totals()}
 
 
-def make_train_step(
+def step_function(
     model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
 ) -> Callable:
-    """A jitted step on the batch `indices` of the device-resident training set (augmented, if given).
+    """One step on the batch `indices` of the device-resident training set (augmented, if given); not jitted.
 
     The state carries the running epoch totals (loss, errors, first non-finite step) on device,
     so the host never waits on a step and a checkpoint taken mid-epoch keeps them.
     """
 
-    @jax.jit
     def train_step(state: TrainState, inputs: jax.Array, labels: jax.Array, indices: jax.Array, key: jax.Array) -> TrainState:
         batch_inputs, batch_labels = inputs[indices], labels[indices]
         if augment is not None:
@@ -128,6 +127,38 @@ def make_train_step(
         }
 
     return train_step
+
+
+def make_train_step(
+    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
+) -> Callable:
+    """`step_function` jitted: (state, inputs, labels, indices, key) -> state."""
+    return jax.jit(step_function(model, optimizer, augment))
+
+
+def make_train_chunk(
+    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
+) -> Callable:
+    """A jitted loop of `num_steps` steps: (state, inputs, labels, order, start_row, num_steps, key) -> state.
+
+    Step i trains on row `start_row + i` of the epoch's batch order [steps_per_epoch, batch_size],
+    gathered on the device from the resident training set, with the dropout key
+    fold_in(key, global step), the key single steps get from the loop too. The trip count is a
+    traced argument (an XLA while loop), so chunks of every length share one compiled program.
+    """
+    step = step_function(model, optimizer, augment)
+
+    @jax.jit
+    def train_chunk(
+        state: TrainState, inputs: jax.Array, labels: jax.Array, order: jax.Array, start_row: jax.Array, num_steps: jax.Array, key: jax.Array
+    ) -> TrainState:
+        def body(i: jax.Array, state: TrainState) -> TrainState:
+            indices = jax.lax.dynamic_index_in_dim(order, start_row + i, keepdims=False)
+            return step(state, inputs, labels, indices, jax.random.fold_in(key, state["step"]))
+
+        return jax.lax.fori_loop(0, num_steps, body, state)
+
+    return train_chunk
 
 
 def make_predict(model: models.MLP) -> Callable:

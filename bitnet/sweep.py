@@ -138,7 +138,8 @@ def run_record(workdir: str) -> dict | None:
         record.update(sparsity=stage2.get("sparsity"), init=stage2.get("init"), surrogate=stage2.get("surrogate"))
     record["train_seconds"] = sum(line["epoch_seconds"] for line in metrics)
     last_stage = metrics[-1]["stage"] if metrics else None
-    record["best_val_error"] = min((line["val_error"] for line in metrics if line["stage"] == last_stage), default=None)
+    validated = [line["val_error"] for line in metrics if line["stage"] == last_stage and line["val_error"] is not None]
+    record["best_val_error"] = min(validated, default=None)
     npz_path = os.path.join(workdir, "bitwise.npz")
     if os.path.exists(npz_path):
         total = summary.totals(summary.summarize_arrays(*export.load_npz(npz_path)))

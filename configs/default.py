@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.dropout_rate = 0.2  # hidden activations
     config.stage1.input_dropout_rate = 0.1
     config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
+    config.stage1.eval_every_epochs = 1  # validate every N epochs (and after the last): best-model candidates
+    config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
+    config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
 
     # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
     config.stage2 = ml_collections.ConfigDict()
@@ -62,6 +65,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.dropout_rate = 0.2
     config.stage2.input_dropout_rate = 0.1
     config.stage2.max_shift = 0
+    config.stage2.eval_every_epochs = 1
+    config.stage2.checkpoint_every_epochs = 1
+    config.stage2.checkpoint_every_seconds = 0.0
     config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
     config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
 

@@ -99,6 +99,26 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
             np.testing.assert_array_equal(after[key], before[key])
 
 
+def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
+    """Every 2 epochs (and after the last): validation, latest checkpoint; a rerun resumes from epoch 2."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    config.run_kind, config.encoding = "float", "float"
+    config.stage1.epochs = 3
+    config.stage1.eval_every_epochs = config.stage1.checkpoint_every_epochs = 2
+    workdir = str(tmp_path / "intervals")
+    train.train_and_evaluate(config, workdir)
+    lines = metric_lines(workdir)
+    assert [m["val_error"] is not None for m in lines] == [False, True, True]
+    assert lines[0]["best_val_error"] is None and lines[2]["best_val_error"] == min(lines[1]["val_error"], lines[2]["val_error"])
+    assert os.listdir(os.path.join(workdir, "checkpoints", "float", "latest")) == [str(3 * 12)]  # 240 / 20 steps per epoch
+    # losing the latest checkpoint (a kill before its save) trains again and writes the same lines
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "float", "latest"))
+    train.train_and_evaluate(config, workdir)
+    timeless = lambda lines: [{k: v for k, v in m.items() if k not in ("examples_per_sec", "epoch_seconds")} for m in lines]  # noqa: E731
+    assert timeless(metric_lines(workdir)) == timeless(lines)
+
+
 def test_float_run(synthetic, tmp_path):
     source, data_dir = synthetic
     config = tiny_config(source, data_dir)
