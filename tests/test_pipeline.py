@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bitnet import configuration, data, evaluate, export, loop, plan, steps, train
+from bitnet import binarized, configuration, data, evaluate, export, loop, plan, steps, train
 from configs import smoke
 from tests import idx_fixtures
 
@@ -99,6 +99,24 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
             np.testing.assert_array_equal(after[key], before[key])
 
 
+def timeless(lines):
+    return [{key: value for key, value in line.items() if key not in ("examples_per_sec", "epoch_seconds")} for line in lines]
+
+
+def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
+    """Steps in chunks of one (as in a stage's first chunk, or on a slow device) or of whole epochs: the same run."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    whole = str(tmp_path / "whole")
+    train.train_and_evaluate(config, whole)
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # every chunk one step
+    single = str(tmp_path / "single")
+    train.train_and_evaluate(config, single)
+    assert timeless(metric_lines(single)) == timeless(metric_lines(whole))
+    for key, value in binarized.load(whole)[0].items():
+        np.testing.assert_array_equal(binarized.load(single)[0][key], value)
+
+
 def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
     """Every 2 epochs (and after the last): validation, latest checkpoint; a rerun resumes from epoch 2."""
     source, data_dir = synthetic
@@ -115,7 +133,6 @@ def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
     # losing the latest checkpoint (a kill before its save) trains again and writes the same lines
     shutil.rmtree(os.path.join(workdir, "checkpoints", "float", "latest"))
     train.train_and_evaluate(config, workdir)
-    timeless = lambda lines: [{k: v for k, v in m.items() if k not in ("examples_per_sec", "epoch_seconds")} for m in lines]  # noqa: E731
     assert timeless(metric_lines(workdir)) == timeless(lines)
 
 
