@@ -153,11 +153,19 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """WORKDIR/config.json, with the fields added since it was written set to their ADDED_FIELDS values."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        return ml_collections.ConfigDict(json.load(file))
+        stored = json.load(file)
+    for name, value in ADDED_FIELDS.items():
+        *parents, leaf = name.split(".")
+        holder = stored
+        for parent in parents:
+            holder = holder.setdefault(parent, {})
+        holder.setdefault(leaf, value)
+    return ml_collections.ConfigDict(stored)
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:

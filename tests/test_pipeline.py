@@ -63,6 +63,16 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     train.train_and_evaluate(config, workdir)
     assert len(metric_lines(workdir)) == 4
 
+    # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
+    with open(os.path.join(workdir, "config.json")) as file:
+        stored = json.load(file)
+    for name in configuration.ADDED_FIELDS:
+        holder, leaf = name.split(".")
+        del stored[holder][leaf]
+    with open(os.path.join(workdir, "config.json"), "w") as file:
+        json.dump(stored, file)
+    train.train_and_evaluate(config, workdir)
+
     results = evaluate.evaluate_workdir(workdir)
     with open(os.path.join(workdir, "eval.json")) as file:
         assert json.load(file) == results
