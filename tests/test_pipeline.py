@@ -63,21 +63,24 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     train.train_and_evaluate(config, workdir)
     assert len(metric_lines(workdir)) == 4
 
-    # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
-    with open(os.path.join(workdir, "config.json")) as file:
-        stored = json.load(file)
-    for name in configuration.ADDED_FIELDS:
-        holder, leaf = name.split(".")
-        del stored[holder][leaf]
-    with open(os.path.join(workdir, "config.json"), "w") as file:
-        json.dump(stored, file)
-    train.train_and_evaluate(config, workdir)
-
     results = evaluate.evaluate_workdir(workdir)
     with open(os.path.join(workdir, "eval.json")) as file:
         assert json.load(file) == results
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
+
+    # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
+    older = str(tmp_path / "older")
+    shutil.copytree(workdir, older)
+    with open(os.path.join(older, "config.json")) as file:
+        stored = json.load(file)
+    for name in configuration.ADDED_FIELDS:
+        holder, leaf = name.split(".")
+        del stored[holder][leaf]
+    with open(os.path.join(older, "config.json"), "w") as file:
+        json.dump(stored, file)
+    train.train_and_evaluate(config, older)  # not refused, nothing left to train
+    assert evaluate.evaluate_workdir(older)["packed_error"] == results["packed_error"]
 
     # recompute the reported errors independently from what was written
     splits = data.load_splits(**configuration.data_kwargs(config))
