@@ -39,7 +39,7 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def layer_weights(params: dict, mode: str, sparsity: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def layer_weights(params: dict, mode: str, sparsity: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array]:
     """The (kernel, bias) a layer of `mode` multiplies with, from its raw parameters."""
     kernel, bias = params["kernel"], params["bias"]
     if mode == "compressed":
@@ -54,7 +54,7 @@ class BitDense(nn.Module):
 
     features: int
     mode: str = "bitwise"
-    sparsity: float = 0.0
+    sparsity: float | jax.Array = 0.0  # lambda, or the traced count k (quantizers.sparsity_mask)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -64,6 +64,23 @@ class BitDense(nn.Module):
         }
         kernel, bias = layer_weights(params, self.mode, self.sparsity)
         return x @ kernel + bias
+
+
+class Dropout(nn.Module):
+    """flax's nn.Dropout (same module names, keys and numbers), but the rate may be traced: one per run of a group.
+
+    Train: x * m / (1 - rate), m ~ Bernoulli(1 - rate) elementwise; evaluation: x.
+    """
+
+    rate: float | jax.Array
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic or (isinstance(self.rate, (int, float)) and self.rate == 0.0):
+            return x
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(self.make_rng("dropout"), p=keep, shape=x.shape)
+        return jax.lax.select(mask, x / keep, jnp.zeros_like(x))
 
 
 class MLP(nn.Module):
@@ -76,25 +93,26 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     num_classes: int = 10
     mode: str = "bitwise"
-    sparsity: float = 0.0
+    sparsity: float | Sequence[jax.Array] = 0.0  # lambda, or (a group's traced values) each layer's count k
     surrogate: str = "hard_tanh"
     activation: str = "relu"  # float mode only: relu or tanh
-    dropout_rate: float = 0.0  # on hidden activations
-    input_dropout_rate: float = 0.0
+    dropout_rate: float | jax.Array = 0.0  # on hidden activations (a group's runs: traced, one each)
+    input_dropout_rate: float | jax.Array = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         check_mode(self.mode)
         sizes = [*self.hidden_sizes, self.num_classes]
-        x = nn.Dropout(self.input_dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.input_dropout_rate)(x, deterministic=not train)
         for index, size in enumerate(sizes):
             scale = 1.0 / math.sqrt(x.shape[-1])
-            a = BitDense(size, self.mode, self.sparsity, name=f"dense{index}")(x)
+            sparsity = self.sparsity[index] if isinstance(self.sparsity, (tuple, list)) else self.sparsity
+            a = BitDense(size, self.mode, sparsity, name=f"dense{index}")(x)
             self.sow("intermediates", "preactivations", a)
             if index == len(sizes) - 1:
                 return a * scale if self.mode == "bitwise" else a
             x = self._activate(a, scale)
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate)(x, deterministic=not train)
         raise AssertionError("unreachable")
 
     def _activate(self, a: jax.Array, scale: float) -> jax.Array:

@@ -78,19 +78,26 @@ def check_sparsity(sparsity: float) -> float:
     return float(sparsity)
 
 
-def sparsity_mask(w: Array, sparsity: float) -> Array:
+def num_off(sparsity: float, size: int) -> int:
+    """k = floor(lambda * size): how many weights of a layer of `size` ternarize sets to 0."""
+    check_sparsity(sparsity)
+    return int(sparsity * size)
+
+
+def sparsity_mask(w: Array, sparsity: float | Array) -> Array:
     """1 where |w| >= beta, 0 for the floor(sparsity * size) weights of smallest magnitude.
 
     beta is the order statistic |w|_(k), k = floor(sparsity * w.size), over the whole layer, so
     exactly k weights are switched off when magnitudes are distinct. sparsity = 0 gives all ones
-    without sorting.
+    without sorting. `sparsity` may also be k itself as an integer array: a traced count, one per
+    run when runs with different lambdas train as a group (bitnet.group computes it with `num_off`
+    on the host, since float32 lambda * size can round across an integer).
     """
-    check_sparsity(sparsity)
-    num_off = int(sparsity * w.size)
-    if num_off == 0:
+    count = num_off(sparsity, w.size) if isinstance(sparsity, (int, float)) else sparsity
+    if isinstance(count, int) and count == 0:
         return jnp.ones_like(w)
     magnitude = jnp.abs(w).astype(jnp.float32)
-    beta = kth_smallest(magnitude, num_off)
+    beta = kth_smallest(magnitude, count)
     return (magnitude >= beta).astype(w.dtype)
 
 
@@ -113,8 +120,7 @@ def kth_smallest(values: Array, k: int | Array) -> Array:
     return jax.lax.bitcast_convert_type((bucket << 16) | low_value, jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def ternarize(w: Array, sparsity: float = 0.0) -> Array:
+def ternarize(w: Array, sparsity: float | Array = 0.0) -> Array:
     """Ternary weights sign(w) * mask in {-1, 0, +1}; the backward pass is the identity.
 
     The identity backward sends every update straight to the real-valued shadow weights,
@@ -127,15 +133,21 @@ def ternarize(w: Array, sparsity: float = 0.0) -> Array:
     through tanh: tanh'(w_bar) would shrink the updates of exactly the confident (saturated)
     weights and freeze them, while the binarized forward pass does not depend on tanh at all.
     """
-    return sign(w) * sparsity_mask(w, sparsity)
+    return _masked_sign(w, jax.lax.stop_gradient(sparsity_mask(w, sparsity)))
 
 
-def _ternarize_fwd(w: Array, sparsity: float) -> tuple[Array, None]:
-    return ternarize(w, sparsity), None
+@jax.custom_vjp
+def _masked_sign(w: Array, mask: Array) -> Array:
+    """sign(w) * mask; backward: the identity to w (the mask is a constant: a traced sparsity may be one per run)."""
+    return sign(w) * mask
 
 
-def _ternarize_bwd(sparsity: float, _: None, g: Array) -> tuple[Array]:
-    return (g,)
+def _masked_sign_fwd(w: Array, mask: Array) -> tuple[Array, None]:
+    return _masked_sign(w, mask), None
 
 
-ternarize.defvjp(_ternarize_fwd, _ternarize_bwd)
+def _masked_sign_bwd(_: None, g: Array) -> tuple[Array, None]:
+    return (g, None)
+
+
+_masked_sign.defvjp(_masked_sign_fwd, _masked_sign_bwd)

@@ -139,16 +139,20 @@ def make_train_step(
 def make_train_chunk(
     model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
 ) -> Callable:
-    """A jitted loop of `num_steps` steps: (state, inputs, labels, order, start_row, num_steps, key) -> state.
+    """`chunk_function` of `step_function`, jitted: (state, inputs, labels, order, start_row, num_steps, key) -> state."""
+    return jax.jit(chunk_function(step_function(model, optimizer, augment)))
+
+
+def chunk_function(step: Callable) -> Callable:
+    """A loop of `num_steps` steps: (state, inputs, labels, order, start_row, num_steps, key) -> state; not jitted.
 
     Step i trains on row `start_row + i` of the epoch's batch order [steps_per_epoch, batch_size],
     gathered on the device from the resident training set, with the dropout key
     fold_in(key, global step), the key single steps get from the loop too. The trip count is a
     traced argument (an XLA while loop), so chunks of every length share one compiled program.
+    (bitnet.group maps it over the runs of a group.)
     """
-    step = step_function(model, optimizer, augment)
 
-    @jax.jit
     def train_chunk(
         state: TrainState, inputs: jax.Array, labels: jax.Array, order: jax.Array, start_row: jax.Array, num_steps: jax.Array, key: jax.Array
     ) -> TrainState:

@@ -1,0 +1,117 @@
+"""K runs in one program: the runs of a sweep that share shapes train as a group, stacked on a run axis.
+
+Runs whose stages agree on everything but the seed and the per-run numbers in `TRACED` (learning
+rate, weight decay, dropout rates, lambda) share one compiled chunk: their states (parameters,
+optimizer states, epoch totals) are stacked on a leading run axis, and so are their batch orders
+and stage keys, so each run's data order and dropout keys are the pure functions of (its seed,
+epoch, step) they are when it trains alone. Numbers that differ between the runs are traced
+inputs of the chunk, one per run; numbers all runs share stay constants, as in a single run.
+
+The chunk is the single run's (`steps.chunk_function` of `steps.step_function`), mapped over the
+run axis in one of two ways (`AXES`):
+    vmap   the runs' steps as batched operations: one program step for all K (accelerators)
+    map    a loop over the runs inside the program (lax.map): each run's operations exactly as
+           alone, so a group ends bit for bit where its runs alone would; on the CPU a batched
+           reduction rounds differently (about 1e-8 per step), and vmap gains nothing there
+A run marked inactive (diverged, or ahead of the others after a resume) keeps its state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from bitnet import augmentation, models, quantizers, steps
+from bitnet.plan import Stage
+
+TRACED = ("learning_rate", "weight_decay", "dropout_rate", "input_dropout_rate", "sparsity")  # Hyperparameters that may differ
+AXES = ("vmap", "map")
+
+
+def default_axis() -> str:
+    """vmap on accelerators; on the CPU map, which is exact and no slower (BENCHMARKS.md)."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def shape_of(stage: Stage) -> Stage:
+    """The stage with its seed, source workdir and `TRACED` numbers blanked: stages train together when these agree."""
+    return dataclasses.replace(stage, seed=0, source_workdir="", hyper=dataclasses.replace(stage.hyper, **dict.fromkeys(TRACED, 0.0)))
+
+
+def varying(stages: Sequence[Stage]) -> tuple[str, ...]:
+    """The `TRACED` fields whose values differ between the stages (traced inputs of the group's chunk)."""
+    return tuple(field for field in TRACED if len({getattr(stage.hyper, field) for stage in stages}) > 1)
+
+
+def layer_counts(stage: Stage, input_size: int) -> tuple[int, ...]:
+    """k = floor(lambda * size) of each layer's kernel, in layer order (quantizers.num_off)."""
+    params = steps.abstract_params(stage, input_size)
+    return tuple(quantizers.num_off(stage.hyper.sparsity, params[name]["kernel"].size) for name in models.layer_names(params))
+
+
+def per_run_values(stages: Sequence[Stage], input_size: int) -> dict[str, Any]:
+    """The varying numbers, stacked on the run axis: float32 [K] each; lambda as int32 [K] counts per layer."""
+    values: dict[str, Any] = {}
+    for field in varying(stages):
+        if field == "sparsity":
+            counts = [layer_counts(stage, input_size) for stage in stages]
+            values[field] = tuple(jnp.asarray(layer, jnp.int32) for layer in zip(*counts))
+        else:
+            values[field] = jnp.asarray([getattr(stage.hyper, field) for stage in stages], jnp.float32)
+    return values
+
+
+def stack(trees: Sequence[Any]) -> Any:
+    """Pytrees of the same structure stacked on a new leading (run) axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def unstack(tree: Any) -> list[Any]:
+    """The per-run pytrees of a stacked one."""
+    size = len(jax.tree.leaves(tree)[0])
+    return [jax.tree.map(lambda leaf: leaf[index], tree) for index in range(size)]
+
+
+def check_compatible(stages: Sequence[Stage]) -> None:
+    """ValueError unless the stages can train as one group (they agree on everything but seeds and `TRACED`)."""
+    shapes = {shape_of(stage) for stage in stages}
+    if len(shapes) > 1:
+        first, other = shapes.pop(), shapes.pop()
+        fields = [field.name for field in dataclasses.fields(Stage) if getattr(first, field.name) != getattr(other, field.name)]
+        raise ValueError(f"stages {stages[0].name} differ in {fields}: they cannot train as one group")
+
+
+def make_group_chunk(
+    stages: Sequence[Stage], steps_per_epoch: int, augment: augmentation.Augment | None = None, axis: str | None = None
+) -> Callable:
+    """The jitted chunk of a group: (states, values, active, inputs, labels, orders, start_row, num_steps, keys) -> states.
+
+    states, values (`per_run_values`), active (bool [K]), orders [K, steps_per_epoch, batch] and
+    keys (`steps.stage_key` of each run) are stacked on the run axis; the training data, the start
+    row and the number of steps are shared.
+    """
+    check_compatible(stages)
+    stage, axis = stages[0], axis or default_axis()
+    if axis not in AXES:
+        raise ValueError(f"unknown run axis {axis!r}; choose one of {list(AXES)}")
+
+    def run_chunk(state, values, active, inputs, labels, order, start_row, num_steps, key):
+        run = dataclasses.replace(stage, hyper=dataclasses.replace(stage.hyper, **values))
+        optimizer = steps.make_optimizer(run, steps.make_schedule(run, steps_per_epoch))
+        chunk = steps.chunk_function(steps.step_function(steps.make_model(run), optimizer, augment))
+        trained = chunk(state, inputs, labels, order, start_row, num_steps, key)
+        return jax.tree.map(lambda new, old: jnp.where(active, new, old), trained, state)
+
+    @jax.jit
+    def group_chunk(states, values, active, inputs, labels, orders, start_row, num_steps, keys):
+        def one(state, values, active, order, key):
+            return run_chunk(state, values, active, inputs, labels, order, start_row, num_steps, key)
+
+        if axis == "vmap":
+            return jax.vmap(one)(states, values, active, orders, keys)
+        return jax.lax.map(lambda args: one(*args), (states, values, active, orders, keys))
+
+    return group_chunk

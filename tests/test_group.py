@@ -1,0 +1,92 @@
+"""Runs trained as a group (bitnet.group) against the same runs trained alone, on tiny random data."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bitnet import data, group, steps
+from tests.test_steps import BATCH, NUM_TRAIN, assert_same, setup, tiny_stage
+
+
+def runs(mode, **varied):
+    """Three runs of one tiny stage with seeds 0, 1, 2 and the `varied` hyperparameters (a value per run)."""
+    base = tiny_stage(mode, hyper=dataclasses.replace(tiny_stage(mode).hyper, dropout_rate=0.2, input_dropout_rate=0.1))
+    return [
+        dataclasses.replace(base, seed=seed, hyper=dataclasses.replace(base.hyper, **{field: values[seed] for field, values in varied.items()}))
+        for seed in range(3)
+    ]
+
+
+def alone(stage, counts=(1, 10)):
+    """The state of `stage` trained alone (the single-run chunk) after each count of steps of epoch 1."""
+    model, optimizer, key, state, inputs, labels, _ = setup(stage)
+    order = jnp.asarray(data.batch_indices(stage.seed, 1, NUM_TRAIN, BATCH))
+    chunk = steps.make_train_chunk(model, optimizer)
+    return [chunk(state, inputs, labels, order, 0, count, key) for count in counts]
+
+
+def grouped(stages, axis, active=None, counts=(1, 10)):
+    """The same steps of the `stages` trained as one group: per count of steps, the per-run states."""
+    parts = [setup(stage) for stage in stages]
+    inputs, labels, spe = parts[0][4:]
+    chunk = group.make_group_chunk(stages, spe, axis=axis)
+    states = group.stack([part[3] for part in parts])
+    orders = jnp.stack([jnp.asarray(data.batch_indices(stage.seed, 1, NUM_TRAIN, BATCH)) for stage in stages])
+    keys = jnp.stack([steps.stage_key(stage) for stage in stages])
+    active = jnp.ones(len(stages), bool) if active is None else jnp.asarray(active)
+    values = group.per_run_values(stages, inputs.shape[1])
+    return [group.unstack(chunk(states, values, active, inputs, labels, orders, 0, count, keys)) for count in counts]
+
+
+def assert_close(a, b, tolerance):
+    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=tolerance, err_msg=jax.tree_util.keystr(path))
+
+
+def test_seeds_of_one_stage_train_as_alone():
+    """Data order and dropout keys per run (seeds differ, dropout on): after 1 and 10 steps as alone; map bit for bit."""
+    stages = runs("bitwise")
+    expected = [alone(stage) for stage in stages]  # one compiled chunk: the seed changes no constant
+    for axis in group.AXES:
+        for count, states in enumerate(grouped(stages, axis)):
+            for run, state in enumerate(states):
+                assert int(state["step"]) == (1, 10)[count]
+                if axis == "map":
+                    assert_same(state, expected[run][count])
+                else:
+                    assert_close(state["params"], expected[run][count]["params"], 1e-6)
+
+
+def test_per_run_learning_rate_dropout_and_lambda():
+    """Traced per-run numbers; lambda > 0 differs per run, so beta differs per run and per layer."""
+    stages = runs("bitwise", learning_rate=(1e-3, 3e-3, 3e-4), dropout_rate=(0.0, 0.2, 0.5), sparsity=(0.1, 0.5, 0.29))
+    assert group.varying(stages) == ("learning_rate", "dropout_rate", "sparsity")
+    expected = [alone(stage) for stage in stages]
+    for axis in group.AXES:
+        for count, states in enumerate(grouped(stages, axis)):
+            for run, state in enumerate(states):
+                assert_close(state["params"], expected[run][count]["params"], 1e-6)
+
+
+def test_per_layer_counts_are_the_hosts():
+    """k per layer as a run alone counts it (float64), not float32 lambda * size (0.29 * 400 -> 116, not 115)."""
+    stage = dataclasses.replace(runs("bitwise")[0], network=dataclasses.replace(tiny_stage().network, hidden_sizes=(20,)))
+    stage = dataclasses.replace(stage, hyper=dataclasses.replace(stage.hyper, sparsity=0.29))
+    assert group.layer_counts(stage, 20) == (115, 57)  # 20 x 20 and 20 x 10 kernels
+    assert int(jnp.floor(jnp.float32(0.29) * 400)) == 116
+
+
+def test_an_inactive_run_keeps_its_state():
+    stages = runs("bitwise")
+    (trained,) = grouped(stages, "map", active=[True, False, True], counts=(3,))
+    assert int(trained[1]["step"]) == 0 and int(trained[0]["step"]) == 3
+    assert_same(trained[1], setup(stages[1])[3])
+
+
+def test_incompatible_stages_are_refused():
+    stages = runs("bitwise")
+    with pytest.raises(ValueError, match="batch_size"):
+        group.check_compatible([stages[0], dataclasses.replace(stages[1], batch_size=4)])
