@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -79,18 +80,13 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
     seed_key = steps.stage_key(stage)
     state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_params)
 
-    best_error = math.inf
-    latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
-    if latest is not None:
-        state, meta = latest
-        best_error = math.inf if meta["best_val_error"] is None else float(meta["best_val_error"])
-        logging.info("%s: resumed at step %d from %s", stage.name, int(state["step"]), checkpoints.stage_dir(workdir, stage.name, "latest"))
+    state, best_error = resume(stage, workdir, state, writer, steps_per_epoch)
     first_step = int(state["step"])
-    writer.drop_after(stage.name, first_step // steps_per_epoch)
 
     train_chunk = steps.make_train_chunk(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
     predict = steps.make_predict(model)
     pace = _Pace(first_step, stage.epochs * steps_per_epoch)
+    epoch_end = EpochEnd(stage, workdir, writer, dataset, predict, schedule, steps_per_epoch, first_step, pace)
     saved_at = time.time()
     for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
         epoch_start = time.time()
@@ -102,19 +98,60 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
             row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
             if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
-                _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
-                meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
-                checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)
+                save_stopped(stage, workdir, state, epoch, best_error)
                 raise _preempted(workdir, stage, int(state["step"]))
             if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
                 logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
+        state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
+        if preemption.requested():
+            raise _preempted(workdir, stage, int(state["step"]))
+    return best_params(stage, workdir, dataset.input_size)
+
+
+def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWriter, steps_per_epoch: int) -> tuple[steps.TrainState, float]:
+    """(state, best validation error) of the stage's latest checkpoint, else of `state`; drops the metric lines past it."""
+    best_error = math.inf
+    latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
+    if latest is not None:
+        state, meta = latest
+        best_error = math.inf if meta["best_val_error"] is None else float(meta["best_val_error"])
+        logging.info("%s: resumed at step %d from %s", stage.name, int(state["step"]), checkpoints.stage_dir(workdir, stage.name, "latest"))
+    writer.drop_after(stage.name, int(state["step"]) // steps_per_epoch)
+    return state, best_error
+
+
+def save_stopped(stage: Stage, workdir: str, state: steps.TrainState, epoch: int, best_error: float) -> None:
+    """Save a state stopped mid-epoch as latest; TrainingError instead if its loss was not finite."""
+    _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
+    meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
+    checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochEnd:
+    """The end of an epoch of one run's stage: validation, its metrics line, checkpoints, the log line."""
+
+    stage: Stage
+    workdir: str
+    writer: MetricWriter
+    dataset: Dataset
+    predict: Callable
+    schedule: Callable
+    steps_per_epoch: int
+    first_step: int
+    pace: _Pace
+    extra: dict = dataclasses.field(default_factory=dict)  # more fields of each metrics line
+    label: str = ""  # of the log line: which run
+
+    def __call__(self, state: steps.TrainState, epoch: int, seconds: float, best_error: float, saved_at: float) -> tuple[steps.TrainState, float, float]:
+        """(state with zero totals, best validation error, time of the last latest save); TrainingError if the loss diverged."""
+        stage, workdir, steps_per_epoch = self.stage, self.workdir, self.steps_per_epoch
         totals = jax.device_get(state["totals"])
         _check_finite(workdir, stage, epoch, totals)
-        seconds = time.time() - epoch_start
         last = epoch == stage.epochs
         val_error = None
         if epoch % stage.eval_every_epochs == 0 or last:
-            val_error = steps.error_rate(predict, state["params"], dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
+            val_error = steps.error_rate(self.predict, state["params"], self.dataset.validation_inputs, self.dataset.validation_labels, stage.eval_batch_size)
         is_best = val_error is not None and val_error < best_error
         best_error = min(best_error, math.inf if val_error is None else val_error)
         step = int(state["step"])
@@ -126,11 +163,12 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
             "train_error": int(totals["errors"]) / (steps_per_epoch * stage.batch_size),
             "val_error": val_error,
             "best_val_error": _json_error(best_error),
-            "learning_rate": float(schedule(step - 1)),
-            "examples_per_sec": (step - max(first_step, (epoch - 1) * steps_per_epoch)) * stage.batch_size / seconds,
+            "learning_rate": float(self.schedule(step - 1)),
+            "examples_per_sec": (step - max(self.first_step, (epoch - 1) * steps_per_epoch)) * stage.batch_size / seconds,
             "epoch_seconds": seconds,
+            **self.extra,
         }
-        writer.write(metrics)
+        self.writer.write(metrics)
         state = {**state, "totals": steps.zero_totals()}
         save_latest = last or bool(preemption.requested()) or _checkpoint_due(stage, epoch, time.time() - saved_at)
         if save_latest or is_best:
@@ -138,13 +176,11 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
             checkpoints.save_stage(workdir, stage.name, state, meta, val_error, is_best, latest=save_latest)
             saved_at = time.time() if save_latest else saved_at
         logging.info(
-            "%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %s (best %s)  %.0f ex/s  ETA %s",
-            stage.name, epoch, stage.epochs, metrics["train_loss"], 100 * metrics["train_error"],
-            _percent(val_error), _percent(best_error), metrics["examples_per_sec"], pace.eta(step),
+            "%s%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %s (best %s)  %.0f ex/s  ETA %s",
+            self.label, stage.name, epoch, stage.epochs, metrics["train_loss"],
+            100 * metrics["train_error"], _percent(val_error), _percent(best_error), metrics["examples_per_sec"], self.pace.eta(step),
         )
-        if preemption.requested():
-            raise _preempted(workdir, stage, step)
-    return best_params(stage, workdir, dataset.input_size)
+        return state, best_error, saved_at
 
 
 def _checkpoint_due(stage: Stage, epoch: int, seconds_since_save: float) -> bool:

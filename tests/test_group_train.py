@@ -1,0 +1,94 @@
+"""The group pipeline (bitnet.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bitnet import binarized, evaluate, export, group_train, train
+from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
+
+
+def seeds(source, data_dir, count=2):
+    configs = []
+    for seed in range(count):
+        config = tiny_config(source, data_dir)
+        config.seed = seed
+        configs.append(config)
+    return configs
+
+
+def alone_lines(workdir):
+    return [{key: value for key, value in line.items() if key not in ("examples_per_sec", "epoch_seconds", "group_size")} for line in metric_lines(workdir)]
+
+
+def assert_same_models(first, second):
+    arrays, meta = binarized.load(first)
+    for key in export.layer_keys(len(meta["layer_sizes"])):
+        np.testing.assert_array_equal(binarized.load(second)[0][key], arrays[key])
+
+
+@pytest.fixture(scope="module")
+def grouped(synthetic, tmp_path_factory):
+    """Two seeds of the tiny bitwise config trained as one group."""
+    root = tmp_path_factory.mktemp("group")
+    workdirs = [str(root / f"seed{seed}") for seed in range(2)]
+    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    return workdirs
+
+
+def test_a_group_ends_as_its_runs_alone(synthetic, grouped, tmp_path):
+    for seed, (config, workdir) in enumerate(zip(seeds(*synthetic), grouped)):
+        alone = str(tmp_path / f"alone{seed}")
+        train.train_and_evaluate(config, alone)
+        assert alone_lines(workdir) == alone_lines(alone)
+        assert_same_models(workdir, alone)
+        assert {line["group_size"] for line in metric_lines(workdir)} == {2}
+        with open(os.path.join(workdir, group_train.GROUP_FILE)) as file:
+            assert json.load(file) == {"runs": [os.path.abspath(w) for w in grouped], "size": 2}
+        results = evaluate.evaluate_workdir(workdir)
+        assert results["bitwise_error"] == results["packed_error"] == evaluate.evaluate_workdir(alone)["packed_error"]
+
+
+def test_a_diverging_run_stops_alone(synthetic, tmp_path):
+    configs = seeds(*synthetic, count=2)
+    for config, learning_rate in zip(configs, (1e30, 0.01)):
+        config.run_kind = config.encoding = "float"
+        config.stage1.optimizer = "sgd"
+        config.stage1.learning_rate = learning_rate
+    workdirs = [str(tmp_path / "diverges"), str(tmp_path / "fine")]
+    errors = group_train.train_group(configs, workdirs)
+    assert "loss became non-finite at step" in errors[0] and "\n" not in errors[0] and errors[1] is None
+    with open(os.path.join(workdirs[0], group_train.ERROR_FILE)) as file:
+        assert file.read() == f"error: {errors[0]}\n"
+    assert [line["epoch"] for line in metric_lines(workdirs[1])] == [1, 2]
+    assert not os.path.exists(os.path.join(workdirs[1], group_train.ERROR_FILE))
+
+
+def test_a_killed_group_resumes_to_the_same_models(synthetic, grouped, tmp_path):
+    """SIGKILL once the first run saved its first stage-2 checkpoint, the second run's stage-2 checkpoint lost (as by a
+    kill between the two runs' saves), then the same call: it catches up alone, and both end as an uninterrupted group."""
+    workdirs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
+    script = "import sys\nfrom bitnet import group_train\nfrom tests.test_group_train import seeds\n" \
+             "group_train.train_group(seeds(sys.argv[1], sys.argv[2]), sys.argv[3:])\n"
+    process = subprocess.Popen([sys.executable, "-c", script, *map(str, synthetic), *workdirs], cwd=REPO,
+                               env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = os.path.join(workdirs[0], "checkpoints", "bitwise", "latest")
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if os.path.isdir(saved) and any(name.isdigit() for name in os.listdir(saved)):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait() == -signal.SIGKILL, "the group finished before it could be killed"
+    shutil.rmtree(os.path.join(workdirs[1], "checkpoints", "bitwise", "latest"), ignore_errors=True)
+    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    for resumed, uninterrupted in zip(workdirs, grouped):
+        assert alone_lines(resumed) == alone_lines(uninterrupted)
+        assert_same_models(resumed, uninterrupted)
