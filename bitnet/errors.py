@@ -31,4 +31,6 @@ class EvaluationError(RuntimeError):
     """The simulated and packed bitwise paths disagree."""
 
 
+ERROR_FILE = "error.txt"  # in the workdir of a run that failed while its group trained on: "error: <message>"
+
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError, TrainingError, EvaluationError)

@@ -23,8 +23,9 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from bitnet import augmentation, models, quantizers, steps
+from bitnet import augmentation, configuration, models, plan, quantizers, steps
 from bitnet.plan import Stage
 
 TRACED = ("learning_rate", "weight_decay", "dropout_rate", "input_dropout_rate", "sparsity")  # Hyperparameters that may differ
@@ -39,6 +40,13 @@ def default_axis() -> str:
 def shape_of(stage: Stage) -> Stage:
     """The stage with its seed, source workdir and `TRACED` numbers blanked: stages train together when these agree."""
     return dataclasses.replace(stage, seed=0, source_workdir="", hyper=dataclasses.replace(stage.hyper, **dict.fromkeys(TRACED, 0.0)))
+
+
+def group_key(config: ml_collections.ConfigDict) -> tuple:
+    """Configs with equal keys can train as one group: the same data and encoding, and stages that differ only in
+    the seed and `TRACED` numbers."""
+    data = tuple(sorted(configuration.data_kwargs(config).items()))
+    return (config.encoding, tuple(config.encoding_thresholds), data, tuple(shape_of(stage) for stage in plan.plan(config)))
 
 
 def varying(stages: Sequence[Stage]) -> tuple[str, ...]:

@@ -27,19 +27,11 @@ import ml_collections
 from absl import logging
 
 from bitnet import binarized, configuration, data, group, loop, plan, preemption, steps, train
-from bitnet.errors import ConfigError, TrainingError
+from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
 
-ERROR_FILE = "error.txt"
 GROUP_FILE = "group.json"
-
-
-def group_key(config: ml_collections.ConfigDict) -> tuple:
-    """Configs with equal keys can train as one group: the same data and encoding, and stages that differ only
-    in the seed and the per-run numbers of bitnet.group.TRACED."""
-    data_fields = json.dumps(configuration.data_kwargs(config), sort_keys=True)
-    return (config.encoding, tuple(config.encoding_thresholds), data_fields, tuple(group.shape_of(stage) for stage in plan.plan(config)))
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None = None) -> list[str | None]:
@@ -48,7 +40,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
         configuration.check(config)
         configuration.check_workdir(config, workdir)
         configuration.stage1_workdir(config, workdir)
-    if len({group_key(config) for config in configs}) > 1:
+    if len({group.group_key(config) for config in configs}) > 1:
         raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
     plans = [plan.plan(config) for config in configs]
     dataset = train.load_dataset(configs[0])

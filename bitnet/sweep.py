@@ -17,6 +17,11 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from typing import Hashable
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 from bitnet import configuration, export, summary
 from bitnet.metrics import read_metrics
@@ -68,6 +73,34 @@ def commands(run: Run, base_config: str, workdir: str) -> list[list[str]]:
         [python, "-m", "experiments.train", f"--config={base_config}", *overrides, f"--workdir={workdir}"],
         [python, "-m", "experiments.evaluate", f"--workdir={workdir}"],
     ]
+
+
+def run_config(base: str, run: Run) -> ml_collections.ConfigDict:
+    """The config of one run, built in-process exactly as `--config=base --config.field=value ...` builds it."""
+    argv = ["sweep", f"--config={base}", *[f"--config.{key}={value}" for key, value in run.overrides]]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    try:
+        flag_values(argv)
+    except (AttributeError, KeyError, ValueError, flags.Error) as error:  # what ml_collections and absl raise for a bad override
+        raise configuration.ConfigError(f"sweep run {run.name}: {str(error).splitlines()[0]}") from None
+    return flag_values.config
+
+
+def groups(runs: list[Run], keys: list[Hashable], max_size: int = 0) -> list[list[Run]]:
+    """The runs with equal keys (bitnet.group.group_key: they can train as one program), in the order of each
+    key's first run, split into groups of at most `max_size` runs (0: no cap)."""
+    by_key: dict[Hashable, list[Run]] = {}
+    for run, key in zip(runs, keys, strict=True):
+        by_key.setdefault(key, []).append(run)
+    size = max_size or len(runs)
+    return [members[start : start + size] for members in by_key.values() for start in range(0, len(members), size)]
+
+
+def group_command(runs: list[Run], sweep_file: str, root: str) -> list[str]:
+    """The command line that trains `runs` of a sweep as one group (experiments.train_group)."""
+    names = ",".join(run.name for run in runs)
+    return [sys.executable, "-m", "experiments.train_group", f"--sweep={sweep_file}", f"--workdir_root={root}", f"--runs={names}"]
 
 
 def local_gpu_count() -> int:

@@ -92,3 +92,19 @@ def test_a_killed_group_resumes_to_the_same_models(synthetic, grouped, tmp_path)
     for resumed, uninterrupted in zip(workdirs, grouped):
         assert alone_lines(resumed) == alone_lines(uninterrupted)
         assert_same_models(resumed, uninterrupted)
+
+
+def test_a_sweep_trains_its_compatible_runs_as_a_group(synthetic, grouped, tmp_path):
+    """./launch.sh sweep on the tiny config with two seeds: one group, each run evaluated, the models of train_group."""
+    source, data_dir = synthetic
+    base, spec = tmp_path / "base.py", tmp_path / "sweep.py"
+    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
+    spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
+    command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={tmp_path / 'root'}"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "experiments.train_group" in result.stdout and "experiments.train " not in result.stdout
+    for name, uninterrupted in zip(("seed0", "seed1"), grouped):
+        workdir = str(tmp_path / "root" / name)
+        assert os.path.exists(os.path.join(workdir, "eval.json"))
+        assert_same_models(workdir, uninterrupted)

@@ -74,3 +74,26 @@ def test_results_table_pools_seeds_of_one_setting_only(tmp_path):
     assert "| reference | bitwise | bipolar | 5.00 +- n/a | 1 |" in table
     assert "| unfinished | missing eval.json |" in table
     assert sweep.run_record(os.path.join(root, "reference"))["train_seconds"] == 60.0
+
+
+def test_run_config_reads_overrides_as_the_command_line_does():
+    (run,) = sweep.expand(["name=wide,model.hidden_sizes=(64,32),seed=3,stage2.sparsity=0.5"])
+    config = sweep.run_config("configs/smoke.py", run)
+    assert (config.model.hidden_sizes, config.seed, config.stage2.sparsity) == ((64, 32), 3, 0.5)
+    with pytest.raises(configuration.ConfigError, match="sweep run bad"):
+        sweep.run_config("configs/smoke.py", sweep.Run("bad", (("stage1.epoch", "3"),)))
+
+
+def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
+    """Table 1: the three seeds of the bipolar bitwise cell train as one group, every other run alone."""
+    from bitnet import group
+    from configs import sweep_table1
+
+    spec = sweep_table1.get_config()
+    runs = sweep.expand(spec.runs)
+    keys = [group.group_key(sweep.run_config(spec.base, run)) for run in runs]
+    units = [[run.name for run in unit] for unit in sweep.groups(runs, keys)]
+    assert units[0] == ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1", "bipolar-bitwise-seed2"]
+    assert all(len(unit) == 1 for unit in units[1:]) and len(units) == len(runs) - 2
+    assert [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size=2)][:2] == [
+        ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1"], ["bipolar-bitwise-seed2"]]

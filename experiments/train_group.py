@@ -1,0 +1,40 @@
+"""Train some runs of a sweep as one group: one process, one compiled program for all (bitnet.group_train).
+
+    python -m experiments.train_group --sweep configs/sweep_table1.py --workdir_root W --runs a,b,c
+
+Each run trains in W/<run> as `experiments.train` would train it alone (rerun to resume); a run that
+fails writes its one-line error to W/<run>/error.txt and the others train on. Exit status 1 if any failed.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from bitnet import group, group_train, sweep
+from experiments import cli
+
+_SWEEP = config_flags.DEFINE_config_file("sweep", None, "A sweep file: get_config() with base and runs.")
+_ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs.")
+_RUNS = flags.DEFINE_list("runs", None, "The runs (workdir names) of the group.")
+_AXIS = flags.DEFINE_enum("axis", None, list(group.AXES), "How the runs share the program (default: map on the CPU, vmap on accelerators).")
+flags.mark_flags_as_required(["sweep", "workdir_root", "runs"])
+
+
+def main(argv):
+    del argv
+    spec = _SWEEP.value
+    runs = cli.run_cleanly(lambda: sweep.select(sweep.expand(spec.runs), _RUNS.value))
+    configs = cli.run_cleanly(lambda: [sweep.run_config(spec.base, run) for run in runs])
+    workdirs = [os.path.join(_ROOT.value, run.name) for run in runs]
+    errors = cli.run_cleanly(lambda: group_train.train_group(configs, workdirs, _AXIS.value))
+    for run, error in zip(runs, errors):
+        if error is not None:
+            print(f"error: [{run.name}] {error}", file=sys.stderr)
+    if any(errors):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
