@@ -62,12 +62,10 @@ def _run_unit(runs: list[sweep.Run], root: str, base: str, sweep_file: str, slot
         for workdir in workdirs:
             os.makedirs(workdir, exist_ok=True)
         logs = [os.path.join(workdir, "run.log") for workdir in workdirs]
-        if len(runs) == 1:
-            train = sweep.commands(runs[0], base, workdirs[0])[0]
-        else:
-            train = sweep.group_command(runs, sweep_file, root)
+        grouped = len(runs) > 1
+        train = sweep.group_command(runs, sweep_file, root) if grouped else sweep.commands(runs[0], base, workdirs[0])[0]
         status = _call(",".join(run.name for run in runs), train, logs, env)
-        stopped = [os.path.exists(os.path.join(workdir, ERROR_FILE)) for workdir in workdirs]  # a run of a group that failed alone
+        stopped = [grouped and os.path.exists(os.path.join(workdir, ERROR_FILE)) for workdir in workdirs]  # failed alone in its group
         for run, workdir, log, alone_failed in zip(runs, workdirs, logs, stopped):
             if alone_failed or (status and not any(stopped)):
                 print(f"[{run.name}] failed (exit {status}); see {log}", flush=True)

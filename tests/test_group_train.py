@@ -44,16 +44,17 @@ def grouped(synthetic, tmp_path_factory):
 
 
 def test_a_group_ends_as_its_runs_alone(synthetic, grouped, tmp_path):
-    for seed, (config, workdir) in enumerate(zip(seeds(*synthetic), grouped)):
-        alone = str(tmp_path / f"alone{seed}")
-        train.train_and_evaluate(config, alone)
-        assert alone_lines(workdir) == alone_lines(alone)
-        assert_same_models(workdir, alone)
+    """The group's second run (seed 1) against the same run trained alone: the same metrics and model, bit for bit."""
+    alone = str(tmp_path / "alone")
+    train.train_and_evaluate(seeds(*synthetic)[1], alone)
+    assert alone_lines(grouped[1]) == alone_lines(alone)
+    assert_same_models(grouped[1], alone)
+    for workdir in grouped:
         assert {line["group_size"] for line in metric_lines(workdir)} == {2}
         with open(os.path.join(workdir, group_train.GROUP_FILE)) as file:
             assert json.load(file) == {"runs": [os.path.abspath(w) for w in grouped], "size": 2}
-        results = evaluate.evaluate_workdir(workdir)
-        assert results["bitwise_error"] == results["packed_error"] == evaluate.evaluate_workdir(alone)["packed_error"]
+    results = evaluate.evaluate_workdir(grouped[1])
+    assert results["bitwise_error"] == results["packed_error"] == evaluate.evaluate_workdir(alone)["packed_error"]
 
 
 def test_a_diverging_run_stops_alone(synthetic, tmp_path):
@@ -71,40 +72,34 @@ def test_a_diverging_run_stops_alone(synthetic, tmp_path):
     assert not os.path.exists(os.path.join(workdirs[1], group_train.ERROR_FILE))
 
 
-def test_a_killed_group_resumes_to_the_same_models(synthetic, grouped, tmp_path):
-    """SIGKILL once the first run saved its first stage-2 checkpoint, the second run's stage-2 checkpoint lost (as by a
-    kill between the two runs' saves), then the same call: it catches up alone, and both end as an uninterrupted group."""
-    workdirs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
-    script = "import sys\nfrom bitnet import group_train\nfrom tests.test_group_train import seeds\n" \
-             "group_train.train_group(seeds(sys.argv[1], sys.argv[2]), sys.argv[3:])\n"
-    process = subprocess.Popen([sys.executable, "-c", script, *map(str, synthetic), *workdirs], cwd=REPO,
-                               env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    saved = os.path.join(workdirs[0], "checkpoints", "bitwise", "latest")
+def test_a_killed_sweep_resumes_its_group_to_the_same_models(synthetic, grouped, tmp_path):
+    """./launch.sh sweep of the tiny config with two seeds: one group (experiments.train_group). SIGKILL once the first
+    run saved its first stage-2 checkpoint, the second run's stage-2 checkpoint lost (as by a kill between the two
+    runs' saves), then the same command: the second run catches up alone, both end as an uninterrupted group, and
+    each is evaluated."""
+    source, data_dir = synthetic
+    base, spec, root = tmp_path / "base.py", tmp_path / "sweep.py", tmp_path / "root"
+    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
+    spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
+    command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={root}"]
+    env = {  # the processes share compiled programs (as in test_reliability): the same numbers, compiled once
+        **os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    saved = root / "seed0" / "checkpoints" / "bitwise" / "latest"
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
-        if os.path.isdir(saved) and any(name.isdigit() for name in os.listdir(saved)):
-            process.send_signal(signal.SIGKILL)
+        if saved.is_dir() and any(name.isdigit() for name in os.listdir(saved)):
+            os.killpg(process.pid, signal.SIGKILL)  # the sweep and its train_group process
             break
         time.sleep(0.02)
     assert process.wait() == -signal.SIGKILL, "the group finished before it could be killed"
-    shutil.rmtree(os.path.join(workdirs[1], "checkpoints", "bitwise", "latest"), ignore_errors=True)
-    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
-    for resumed, uninterrupted in zip(workdirs, grouped):
-        assert alone_lines(resumed) == alone_lines(uninterrupted)
-        assert_same_models(resumed, uninterrupted)
-
-
-def test_a_sweep_trains_its_compatible_runs_as_a_group(synthetic, grouped, tmp_path):
-    """./launch.sh sweep on the tiny config with two seeds: one group, each run evaluated, the models of train_group."""
-    source, data_dir = synthetic
-    base, spec = tmp_path / "base.py", tmp_path / "sweep.py"
-    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
-    spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
-    command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={tmp_path / 'root'}"]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    shutil.rmtree(root / "seed1" / "checkpoints" / "bitwise" / "latest", ignore_errors=True)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "experiments.train_group" in result.stdout and "experiments.train " not in result.stdout
     for name, uninterrupted in zip(("seed0", "seed1"), grouped):
-        workdir = str(tmp_path / "root" / name)
-        assert os.path.exists(os.path.join(workdir, "eval.json"))
-        assert_same_models(workdir, uninterrupted)
+        assert alone_lines(str(root / name)) == alone_lines(uninterrupted)
+        assert_same_models(str(root / name), uninterrupted)
+        assert (root / name / "eval.json").exists()
