@@ -18,7 +18,10 @@ from bitnet.errors import ConfigError  # defined with the other user errors; sti
 
 RUN_KINDS = ("float", "bitwise")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "exponential", "step")
+LOSSES = ("cross_entropy", "squared_hinge")
+LAYER_LR_SCALES = ("none", "glorot")
+CLIP_UNITS = ("absolute", "glorot")
 STAGE2_INITS = ("stage1", "random")
 
 
@@ -50,6 +53,10 @@ def check(config: ml_collections.ConfigDict) -> None:
     )
     _require(config.model.num_classes >= 2, f"config.model.num_classes={config.model.num_classes} must be >= 2")
     _require(
+        isinstance(config.model.batch_norm, bool),
+        f"config.model.batch_norm={config.model.batch_norm!r} must be True or False",
+    )
+    _require(
         config.model.activation in models.FLOAT_ACTIVATIONS,
         f"config.model.activation={config.model.activation!r} is unknown; use one of {sorted(models.FLOAT_ACTIVATIONS)}",
     )
@@ -73,6 +80,7 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
         for field in ("dropout_rate", "input_dropout_rate"):
             _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
+        _check_accuracy_options(name, stage)
     _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")
     _require(
         0 <= config.stage2.sparsity < 1,
@@ -84,6 +92,30 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.stage2.surrogate: {error}") from None
     _require(config.data.validation_size >= 1, f"config.data.validation_size={config.data.validation_size} must be >= 1")
     _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
+
+
+def _check_accuracy_options(name: str, stage: ml_collections.ConfigDict) -> None:
+    """The loss, schedule, per-layer learning-rate and clipping fields of one stage (issue #12, section 5)."""
+    _require(stage.loss in LOSSES, f"config.{name}.loss={stage.loss!r} is unknown; use one of {list(LOSSES)}")
+    _require(
+        0 <= stage.final_learning_rate <= stage.learning_rate,
+        f"config.{name}.final_learning_rate={stage.final_learning_rate} must be in [0, learning_rate={stage.learning_rate}]",
+    )
+    _require(
+        stage.schedule != "exponential" or stage.final_learning_rate > 0,
+        f"config.{name}.schedule='exponential' needs final_learning_rate > 0 (the rate at the last step), got 0",
+    )
+    _require(0 < stage.decay_factor <= 1, f"config.{name}.decay_factor={stage.decay_factor} must be in (0, 1]")
+    _require(
+        isinstance(stage.decay_every_epochs, int) and stage.decay_every_epochs >= 1,
+        f"config.{name}.decay_every_epochs={stage.decay_every_epochs} must be an integer >= 1",
+    )
+    _require(
+        stage.layer_lr_scale in LAYER_LR_SCALES,
+        f"config.{name}.layer_lr_scale={stage.layer_lr_scale!r} is unknown; use one of {list(LAYER_LR_SCALES)}",
+    )
+    _require(stage.clip_weights >= 0, f"config.{name}.clip_weights={stage.clip_weights} must be >= 0 (0: no clipping)")
+    _require(stage.clip_unit in CLIP_UNITS, f"config.{name}.clip_unit={stage.clip_unit!r} is unknown; use one of {list(CLIP_UNITS)}")
 
 
 STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
@@ -135,10 +167,28 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # Fields added after workdirs were first written, with the value that behaves as the code did
 # before them: an older config.json without the field matches a config holding that value.
 ADDED_FIELDS = {
-    f"{stage}.{field}": value
-    for stage in ("stage1", "stage2")
-    for field, value in (("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0))
-}
+    "model.batch_norm": False,
+    **{
+        f"{stage}.{field}": value
+        for stage in ("stage1", "stage2")
+        for field, value in (
+            ("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0),
+            ("loss", "cross_entropy"), ("final_learning_rate", 0.0), ("decay_factor", 0.5), ("decay_every_epochs", 40),
+            ("layer_lr_scale", "none"), ("clip_weights", 0.0), ("clip_unit", "absolute"),
+        )
+    },
+}  # fmt: skip
+
+
+def with_added_fields(tree: dict) -> dict:
+    """A config as plain values, with each ADDED_FIELDS entry it lacks set to that value (older workdirs)."""
+    for dotted, value in ADDED_FIELDS.items():
+        *holders, name = dotted.split(".")
+        node = tree
+        for holder in holders:
+            node = node.setdefault(holder, {})
+        node.setdefault(name, value)
+    return tree
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -157,7 +207,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        return ml_collections.ConfigDict(json.load(file))
+        return ml_collections.ConfigDict(with_added_fields(json.load(file)))
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:

@@ -4,7 +4,8 @@ For a bitwise run `evaluate_workdir` reports three test errors: the compressed r
 (stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
 on the stored binarized model. The last two must agree on every prediction; any difference is an
 error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
-(bitnet-packed-v1). `evaluate_npz` gives the test error of a .npz model alone (published or
+(bitnet-packed-v1). A bitwise net with batch norm has no packed form yet (issue #14): its eval.json
+has no packed_error but `packed_skipped`, the reason, and no bitwise.npz is written. `evaluate_npz` gives the test error of a .npz model alone (published or
 downloaded): the model's meta names its input encoding.
 """
 
@@ -56,10 +57,14 @@ def evaluate_workdir(workdir: str) -> dict:
 
     simulated = None
     for stage in stages:
-        params = loop.best_params(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
-        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), params, inputs, config.eval_batch_size))
+        variables = loop.best_variables(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
+        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, config.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
-    if plan.binarized_stage(stages) is not None:
+    final = plan.binarized_stage(stages)
+    if final is not None and plan.packed_missing(final):
+        results["packed_skipped"] = plan.packed_missing(final)
+        logging.warning("%s: packed path skipped: %s", workdir, results["packed_skipped"])
+    elif final is not None:
         packed = packed_predictions(*binarized.load(workdir), splits.test_images)
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))

@@ -47,8 +47,8 @@ class Dataset:
         return int(self.train_inputs.shape[1])
 
 
-def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | None, writer: MetricWriter) -> dict:
-    """Train one stage to the end (resuming if a checkpoint exists); return its best parameters."""
+def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict | None, writer: MetricWriter) -> dict:
+    """Train one stage to the end (resuming if a checkpoint exists); return its best model variables."""
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
     total_steps = stage.epochs * steps_per_epoch
@@ -56,7 +56,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
     schedule = steps.make_schedule(stage, steps_per_epoch)
     optimizer = steps.make_optimizer(stage, schedule)
     seed_key = steps.stage_key(stage)
-    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_params)
+    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_variables)
 
     best_error = math.inf
     latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
@@ -67,7 +67,8 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
     first_step = int(state["step"])
     writer.drop_after(stage.name, first_step // steps_per_epoch)
 
-    train_chunk = steps.make_train_chunk(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
+    augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
+    train_chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     predict = steps.make_predict(model)
     started = saved_at = logged_at = time.time()
     chunk_steps = 1  # the first call compiles; later chunks are sized from the measured step time
@@ -96,7 +97,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
         last = epoch == stage.epochs
         val_error = None
         if epoch % stage.eval_every_epochs == 0 or last:
-            val_error = steps.error_rate(predict, state["params"], dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
+            val_error = steps.error_rate(predict, steps.model_variables(state), dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
         is_best = val_error is not None and val_error < best_error
         best_error = min(best_error, math.inf if val_error is None else val_error)
         step = int(state["step"])
@@ -132,7 +133,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
         )
         if preemption.requested():
             raise _preempted(workdir, stage, step)
-    return best_params(stage, workdir, dataset.input_size)
+    return best_variables(stage, workdir, dataset.input_size)
 
 
 def _best_error(value: float | None) -> float:
@@ -152,9 +153,9 @@ def _eta(started: float, first_step: int, step: int, total_steps: int) -> str:
     return _format_duration((time.time() - started) / max(step - first_step, 1) * (total_steps - step))
 
 
-def best_params(stage: Stage, workdir: str, input_size: int) -> dict:
-    """The best-by-validation parameters of a finished stage (in its own workdir); CheckpointError if none."""
-    return checkpoints.restore_best_params(workdir, stage.name, steps.abstract_params(stage, input_size))
+def best_variables(stage: Stage, workdir: str, input_size: int) -> dict:
+    """The best-by-validation model variables of a finished stage (in its own workdir); CheckpointError if none."""
+    return checkpoints.restore_best_variables(workdir, stage.name, steps.abstract_variables(stage, input_size))
 
 
 def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:

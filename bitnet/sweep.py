@@ -23,6 +23,8 @@ from bitnet.metrics import read_metrics
 
 _FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
+# A run's final test error: its packed model's, else (batch norm: no packed form yet) its simulated bitwise net's.
+FINAL_ERROR_KEYS = ("packed_error", "bitwise_error", "float_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +183,7 @@ def results_table(root: str, names: list[str]) -> str:
             _count(record.get("nonzero_weights")), _count(record.get("stored_bits")), f"{record['train_seconds'] / 60:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-        final = record.get("packed_error", record.get("float_error"))
+        final = next(record[key] for key in FINAL_ERROR_KEYS if record.get(key) is not None)
         groups[(setting(name), record["run_kind"], record["encoding"])].append(final)
     lines += ["", "| setting | run kind | encoding | test error % (mean +- std over seeds) | seeds |", "|---|---|---|---|---|"]
     for (name, kind, encoding), values in groups.items():

@@ -2,7 +2,7 @@
 
     check the config and the workdir  ->  load and encode the data once  ->  for each stage of
     bitnet.plan: start it (random / previous stage's best / finished elsewhere) and run its loop
-    (bitnet.loop)  ->  store the binarized model (bitnet.binarized)
+    (bitnet.loop)  ->  store the binarized model (bitnet.binarized; none with batch norm, issue #14)
 
 Each epoch writes a metrics line (WORKDIR/metrics.jsonl and TensorBoard events under
 WORKDIR/tensorboard) and the stage's latest/best orbax checkpoints. Rerunning the same command
@@ -56,7 +56,7 @@ def check_fits_data(stages: tuple[plan.Stage, ...], dataset: Dataset) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
-    """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best params."""
+    """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best variables."""
     configuration.check(config)
     configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
     configuration.stage1_workdir(config, workdir)  # a shared stage 1 must fit this config
@@ -70,19 +70,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
     )
     _log_summary(stages[-1], dataset)
-    params = None
+    variables = None
     with preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for stage in stages:
             if stage.start == plan.FINISHED:
-                params = loop.best_params(stage, stage.source_workdir, dataset.input_size)
+                variables = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
                 logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
                 continue
-            params = loop.run_stage(stage, workdir, dataset, params if stage.start == plan.PREVIOUS else None, writer)
+            variables = loop.run_stage(stage, workdir, dataset, variables if stage.start == plan.PREVIOUS else None, writer)
     final = plan.binarized_stage(stages)
-    if final is not None:
-        binarized.save(workdir, *binarized.binarize(final, params, dataset.encoding))
+    if final is not None and plan.packed_missing(final):
+        logging.warning("no packed model: %s", plan.packed_missing(final))
+    elif final is not None:
+        binarized.save(workdir, *binarized.binarize(final, variables["params"], dataset.encoding))
     logging.info("training done: %s", workdir)
-    return params
+    return variables
 
 
 def _log_summary(stage: plan.Stage, dataset: Dataset) -> None:

@@ -101,7 +101,7 @@ def time_inference(hidden: tuple[int, ...], batch_sizes: list[int], repeats: int
     packed = inference.pack_model(ternary, "bipolar")
     runners = {
         PACKED: (inference.packed_predict, packed),
-        FLOAT32: (steps.make_predict(float_model), params),
+        FLOAT32: (steps.make_predict(float_model), {"params": params}),
         BF16: (matmul_predict(jnp.bfloat16, jnp.float32), [(w.astype(jnp.bfloat16), b) for w, b in ternary]),
         INT8: (matmul_predict(jnp.int8, jnp.int32), [(w.astype(jnp.int8), b.astype(jnp.int32)) for w, b in ternary]),
     }

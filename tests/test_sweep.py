@@ -49,11 +49,11 @@ def test_setting_strips_only_a_trailing_seed():
     assert sweep.setting("seed1-wide") == "seed1-wide"
 
 
-def _write_run(root, name, seed, error, stage="bitwise"):
+def _write_run(root, name, seed, error, stage="bitwise", packed=True):
     workdir = os.path.join(root, name)
     os.makedirs(workdir)
     config = {"seed": seed, "stage2": {"sparsity": 0.0, "init": "stage1", "surrogate": "hard_tanh"}}
-    result = {"run_kind": "bitwise", "encoding": "bipolar", "bitwise_error": error, "packed_error": error}
+    result = {"run_kind": "bitwise", "encoding": "bipolar", "bitwise_error": error, **({"packed_error": error} if packed else {})}
     with open(os.path.join(workdir, "config.json"), "w") as file:
         json.dump(config, file)
     with open(os.path.join(workdir, "eval.json"), "w") as file:
@@ -68,7 +68,9 @@ def test_results_table_pools_seeds_of_one_setting_only(tmp_path):
     _write_run(root, "bipolar-bitwise-seed0", 0, 0.02)
     _write_run(root, "bipolar-bitwise-seed1", 1, 0.04)
     _write_run(root, "reference", 0, 0.05)
-    table = sweep.results_table(root, ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1", "reference", "unfinished"])
+    _write_run(root, "batch-norm", 0, 0.06, packed=False)  # no packed form yet (issue #14): the simulated net's error
+    table = sweep.results_table(root, ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1", "reference", "unfinished", "batch-norm"])
+    assert "| batch-norm | bitwise | bipolar | 6.00 +- n/a | 1 |" in table
     assert "| bipolar-bitwise-seed1 | bitwise | bipolar | 1 | 0.0 | stage1 | hard_tanh |  |  | 4.00 | 4.00 | 3.00 |" in table
     assert "| bipolar-bitwise | bitwise | bipolar | 3.00 +- 1.41 | 2 |" in table  # stdev of 2 and 4
     assert "| reference | bitwise | bipolar | 5.00 +- n/a | 1 |" in table
