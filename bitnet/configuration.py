@@ -180,16 +180,6 @@ ADDED_FIELDS = {
 }  # fmt: skip
 
 
-def with_added_fields(tree: dict) -> dict:
-    """A config as plain values, with each ADDED_FIELDS entry it lacks set to that value (older workdirs)."""
-    for dotted, value in ADDED_FIELDS.items():
-        *holders, name = dotted.split(".")
-        node = tree
-        for holder in holders:
-            node = node.setdefault(holder, {})
-        node.setdefault(name, value)
-    return tree
-
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted names of the fields whose values differ (or exist on one side only)."""
@@ -203,11 +193,19 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """WORKDIR/config.json, with the fields added since it was written set to their ADDED_FIELDS values."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        return ml_collections.ConfigDict(with_added_fields(json.load(file)))
+        stored = json.load(file)
+    for name, value in ADDED_FIELDS.items():
+        *parents, leaf = name.split(".")
+        holder = stored
+        for parent in parents:
+            holder = holder.setdefault(parent, {})
+        holder.setdefault(leaf, value)
+    return ml_collections.ConfigDict(stored)
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:

@@ -32,7 +32,7 @@ def packed_predictions(arrays: dict[str, np.ndarray], meta: dict[str, Any], imag
 def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
     """The test error of the .npz model at `path` on the test split of the data `data_kwargs` names."""
     arrays, meta = export.load_npz(path)
-    splits = data.load_splits(**{**data_kwargs, "train_subset": 1})  # only the test split is needed
+    splits = data.load_splits(**{**data_kwargs, "validation_size": 1, "train_subset": 1})  # only the test split is needed
     predictions = packed_predictions(arrays, meta, splits.test_images)
     results = {
         "npz": path,

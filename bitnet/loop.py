@@ -47,11 +47,32 @@ class Dataset:
         return int(self.train_inputs.shape[1])
 
 
+@dataclasses.dataclass
+class _Pace:
+    """Chunk sizes from the measured step time, and the ETA, of one stage's run."""
+
+    first_step: int
+    total_steps: int
+    started: float = dataclasses.field(default_factory=time.time)
+    logged: float = dataclasses.field(default_factory=time.time)
+    chunk_steps: int = 1  # the first call compiles; later chunks are sized from the measured step time
+
+    def measured(self, steps_done: int, seconds: float) -> None:
+        self.chunk_steps = max(1, int(CHUNK_SECONDS * steps_done / max(seconds, 1e-6)))
+
+    def eta(self, step: int) -> str:
+        """The remaining time at `step`, for a log line (which makes the next progress line due CHUNK_SECONDS later)."""
+        self.logged = time.time()
+        return _format_duration((self.logged - self.started) / max(step - self.first_step, 1) * (self.total_steps - step))
+
+    def log_due(self) -> bool:
+        return time.time() - self.logged >= CHUNK_SECONDS
+
+
 def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict | None, writer: MetricWriter) -> dict:
     """Train one stage to the end (resuming if a checkpoint exists); return its best model variables."""
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
-    total_steps = stage.epochs * steps_per_epoch
     model = steps.make_model(stage)
     schedule = steps.make_schedule(stage, steps_per_epoch)
     optimizer = steps.make_optimizer(stage, schedule)
@@ -62,7 +83,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
     latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
     if latest is not None:
         state, meta = latest
-        best_error = _best_error(meta["best_val_error"])
+        best_error = math.inf if meta["best_val_error"] is None else float(meta["best_val_error"])
         logging.info("%s: resumed at step %d from %s", stage.name, int(state["step"]), checkpoints.stage_dir(workdir, stage.name, "latest"))
     first_step = int(state["step"])
     writer.drop_after(stage.name, first_step // steps_per_epoch)
@@ -70,27 +91,24 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
     augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
     train_chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     predict = steps.make_predict(model)
-    started = saved_at = logged_at = time.time()
-    chunk_steps = 1  # the first call compiles; later chunks are sized from the measured step time
+    pace = _Pace(first_step, stage.epochs * steps_per_epoch)
+    saved_at = time.time()
     for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
         epoch_start = time.time()
         order = jnp.asarray(data.batch_indices(stage.seed, epoch, num_train, stage.batch_size))
         row = int(state["step"]) - (epoch - 1) * steps_per_epoch
         while row < steps_per_epoch:
-            count = min(chunk_steps, steps_per_epoch - row)
-            chunk_start = time.time()
+            count, chunk_start = min(pace.chunk_steps, steps_per_epoch - row), time.time()
             state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
             row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
-            chunk_steps = max(1, int(CHUNK_SECONDS * count / max(time.time() - chunk_start, 1e-6)))
+            pace.measured(count, time.time() - chunk_start)
             if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
                 _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
                 meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
                 checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)
                 raise _preempted(workdir, stage, int(state["step"]))
-            if row < steps_per_epoch and time.time() - logged_at >= CHUNK_SECONDS:  # long epochs: progress within seconds
-                logged_at = time.time()
-                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch,
-                             _eta(started, first_step, int(state["step"]), total_steps))
+            if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
+                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
         totals = jax.device_get(state["totals"])
         _check_finite(workdir, stage, epoch, totals)
         seconds = time.time() - epoch_start
@@ -115,29 +133,24 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
         }
         writer.write(metrics)
         state = {**state, "totals": steps.zero_totals()}
-        save_latest = (
-            last
-            or epoch % stage.checkpoint_every_epochs == 0
-            or bool(preemption.requested())
-            or 0 < stage.checkpoint_every_seconds <= time.time() - saved_at
-        )
+        save_latest = last or bool(preemption.requested()) or _checkpoint_due(stage, epoch, time.time() - saved_at)
         if save_latest or is_best:
             meta = {"epoch": epoch, "step": step, "val_error": val_error, "best_val_error": _json_error(best_error)}
             checkpoints.save_stage(workdir, stage.name, state, meta, val_error, is_best, latest=save_latest)
             saved_at = time.time() if save_latest else saved_at
-        logged_at = time.time()
         logging.info(
             "%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %s (best %s)  %.0f ex/s  ETA %s",
             stage.name, epoch, stage.epochs, metrics["train_loss"], 100 * metrics["train_error"],
-            _percent(val_error), _percent(best_error), metrics["examples_per_sec"], _eta(started, first_step, step, total_steps),
+            _percent(val_error), _percent(best_error), metrics["examples_per_sec"], pace.eta(step),
         )
         if preemption.requested():
             raise _preempted(workdir, stage, step)
     return best_variables(stage, workdir, dataset.input_size)
 
 
-def _best_error(value: float | None) -> float:
-    return math.inf if value is None else float(value)
+def _checkpoint_due(stage: Stage, epoch: int, seconds_since_save: float) -> bool:
+    """Whether the end of `epoch` saves the latest state by the stage's intervals."""
+    return epoch % stage.checkpoint_every_epochs == 0 or 0 < stage.checkpoint_every_seconds <= seconds_since_save
 
 
 def _json_error(value: float) -> float | None:
@@ -147,10 +160,6 @@ def _json_error(value: float) -> float | None:
 
 def _percent(value: float | None) -> str:
     return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
-
-
-def _eta(started: float, first_step: int, step: int, total_steps: int) -> str:
-    return _format_duration((time.time() - started) / max(step - first_step, 1) * (total_steps - step))
 
 
 def best_variables(stage: Stage, workdir: str, input_size: int) -> dict:

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import augmentation, binarized, configuration, data, encodings, loop, plan, preemption, steps, summary
-from bitnet.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: still importable from here)
+from bitnet import augmentation, binarized, configuration, data, loop, plan, preemption, steps, summary
+from bitnet.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: importable from here, as before)
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
 

@@ -1,6 +1,5 @@
 """The whole pipeline end to end: train both stages, resume, evaluate, export, recompute."""
 
-import itertools
 import json
 import os
 import shutil
@@ -73,6 +72,19 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
 
+    # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
+    older = str(tmp_path / "older")
+    shutil.copytree(workdir, older)
+    with open(os.path.join(older, "config.json")) as file:
+        stored = json.load(file)
+    for name in configuration.ADDED_FIELDS:
+        holder, leaf = name.split(".")
+        del stored[holder][leaf]
+    with open(os.path.join(older, "config.json"), "w") as file:
+        json.dump(stored, file)
+    train.train_and_evaluate(config, older)  # not refused, nothing left to train
+    assert evaluate.evaluate_workdir(older)["packed_error"] == results["packed_error"]
+
     # recompute the reported errors independently from what was written
     splits = data.load_splits(**configuration.data_kwargs(config))
     encoding = configuration.encoding_of(config)
@@ -103,6 +115,25 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
             np.testing.assert_array_equal(after[key], before[key])
 
 
+def timeless(lines):
+    return [{key: value for key, value in line.items() if key not in ("examples_per_sec", "epoch_seconds")} for line in lines]
+
+
+def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
+    """Steps in chunks of one (as in a stage's first chunk, or on a slow device) or of whole epochs: the same run."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    whole = str(tmp_path / "whole")
+    train.train_and_evaluate(config, whole)
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # every chunk one step
+    single = str(tmp_path / "single")
+    train.train_and_evaluate(config, single)
+    assert timeless(metric_lines(single)) == timeless(metric_lines(whole))
+    arrays, meta = binarized.load(whole)
+    for key in export.layer_keys(len(meta["layer_sizes"])):
+        np.testing.assert_array_equal(binarized.load(single)[0][key], arrays[key])
+
+
 def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
     """Every 2 epochs (and after the last): validation, latest checkpoint; a rerun resumes from epoch 2."""
     source, data_dir = synthetic
@@ -119,7 +150,6 @@ def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
     # losing the latest checkpoint (a kill before its save) trains again and writes the same lines
     shutil.rmtree(os.path.join(workdir, "checkpoints", "float", "latest"))
     train.train_and_evaluate(config, workdir)
-    timeless = lambda lines: [{k: v for k, v in m.items() if k not in ("examples_per_sec", "epoch_seconds")} for m in lines]  # noqa: E731
     assert timeless(metric_lines(workdir)) == timeless(lines)
 
 
@@ -219,8 +249,21 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
 
     workdir = str(tmp_path / "interrupted")
     monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one step per chunk: a stop request is seen after every step
-    calls = itertools.count(1)  # 12 checks per epoch (11 between steps, 1 at its end): check 29 is stage 2, step 5
-    monkeypatch.setattr(preemption, "requested", lambda: "SIGTERM" if next(calls) >= 29 else None)
+    reached = {}  # the stage and step of the last chunk
+    chunk_of = steps.make_train_chunk
+
+    def recording_chunk(model, *args, **kwargs):
+        chunk = chunk_of(model, *args, **kwargs)
+
+        def run(state, *chunk_args):
+            state = chunk(state, *chunk_args)
+            reached.update(mode=model.mode, step=int(state["step"]))
+            return state
+
+        return run
+
+    monkeypatch.setattr(steps, "make_train_chunk", recording_chunk)
+    monkeypatch.setattr(preemption, "requested", lambda: "SIGTERM" if reached == {"mode": "bitwise", "step": 5} else None)
     with pytest.raises(preemption.Preempted, match="in stage bitwise at step 5;"):
         train.train_and_evaluate(config, workdir)
     monkeypatch.undo()

@@ -424,6 +424,23 @@ def test_bad_npz_is_one_line(reference, capsys, tmp_path, case):
         assert word in line, (word, line)
 
 
+def test_evaluate_command_on_an_npz(env, reference, tmp_path):
+    """experiments.evaluate --npz: the test error of a model file alone, on the data the flags name."""
+    path, workdir = tmp_path / "model.npz", tmp_path / "evaluated"
+    shutil.copytree(reference, workdir)  # the shared reference stays unevaluated
+    evaluate.evaluate_workdir(str(workdir))
+    shutil.copy(Path(workdir, "bitwise.npz"), path)
+    data_flags = [f"--source_dir={env['source']}", f"--data_dir={env['data_dir']}", f"--out={tmp_path / 'eval.json'}"]
+    result = run(env, [sys.executable, "-m", "experiments.evaluate", f"--npz={path}", *data_flags])
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed == json.loads(Path(tmp_path, "eval.json").read_text())
+    assert printed["packed_error"] == json.loads(Path(workdir, "eval.json").read_text())["packed_error"]
+    assert printed["num_examples"] == 100
+    damaged = write_model(reference, tmp_path / "damaged.npz", NPZ_DAMAGE["format tag"][0])
+    assert_one_line_error(run(env, [sys.executable, "-m", "experiments.evaluate", f"--npz={damaged}", *data_flags]), "format tag")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("experiments.summary") is None, reason="no experiments.summary entry point")
 def test_summary_command_on_a_bad_npz(env, reference, tmp_path):
     path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE["format tag"][0])
