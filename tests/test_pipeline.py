@@ -12,23 +12,15 @@ import pytest
 
 from bitnet import configuration, data, evaluate, export, train
 from configs import smoke
-from tests import idx_fixtures
+from tests import idx_fixtures, tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(source_dir, data_dir):
-    config = smoke.get_config()
-    config.data.source_dir = str(source_dir)
-    config.data.data_dir = str(data_dir)
-    config.data.train_subset = 0
-    config.data.test_subset = 0
-    config.data.validation_size = 60
+    """The shared tiny config with two hidden layers (48, 40), so the export covers a hidden-to-hidden layer."""
+    config = tiny.tiny_config(source_dir, data_dir)
     config.model.hidden_sizes = (48, 40)
-    for stage in (config.stage1, config.stage2):
-        stage.batch_size = 20
-        stage.epochs = 2
-    config.eval_batch_size = 64
     return config
 
 
@@ -75,9 +67,9 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     encoding = configuration.encoding_of(config)
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
-    assert meta["test_error"] == results["packed_error"]
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
+    assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
     params = train.load_best_params(config, workdir, "compressed", jnp.asarray(inputs[:1]))
     predict = train.make_predict(train.make_model(config, "compressed", config.stage1))
     assert float(np.mean(np.asarray(predict(params, inputs)) != splits.test_labels)) == results["compressed_error"]
