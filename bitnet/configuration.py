@@ -7,6 +7,7 @@ names the differing fields and stops, unless the caller asks to overwrite.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from typing import Any
@@ -60,7 +61,14 @@ def check(config: ml_collections.ConfigDict) -> None:
         stage = config[name]
         _require(stage.epochs >= 1, f"config.{name}.epochs={stage.epochs} must be >= 1")
         _require(stage.batch_size >= 1, f"config.{name}.batch_size={stage.batch_size} must be >= 1")
-        _require(stage.learning_rate > 0, f"config.{name}.learning_rate={stage.learning_rate} must be > 0")
+        _require(
+            math.isfinite(stage.learning_rate) and stage.learning_rate > 0,
+            f"config.{name}.learning_rate={stage.learning_rate} must be a finite number > 0",
+        )
+        _require(
+            math.isfinite(stage.weight_decay) and stage.weight_decay >= 0,
+            f"config.{name}.weight_decay={stage.weight_decay} must be a finite number >= 0",
+        )
         _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
         _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
         _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")

@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, export, inference, train
+from bitnet import checkpoints, configuration, data, export, inference, train, workdir_lock
 
 
 class EvaluationError(RuntimeError):
     """The simulated and packed bitwise paths disagree."""
 
 
+@workdir_lock.holding_workdir  # never beside a training run in the same workdir
 def evaluate_workdir(workdir: str) -> dict:
     """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz)."""
     config = configuration.read_config(workdir)

@@ -27,7 +27,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from bitnet import augmentation, checkpoints, configuration, data, encodings, export, inference, models, preemption, summary
+from bitnet import augmentation, checkpoints, configuration, data, encodings, export, inference, models, preemption, summary, workdir_lock
 
 Metrics = dict[str, Any]
 
@@ -333,6 +333,7 @@ def binarize(config: ml_collections.ConfigDict, params: dict, encoding: encoding
     return export.model_arrays(packed), meta
 
 
+@workdir_lock.holding_workdir  # one run at a time per workdir
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
     """Train every stage of `config` in `workdir` (resuming), store checkpoints; return final params."""
     configuration.check(config)

@@ -15,12 +15,21 @@ import shutil
 from absl import app, flags
 
 from bitnet import sweep
+from experiments import cli
 
 PUBLISHED_KEYS = ("run_kind", "encoding", "seed", "sparsity", "best_val_error", "nonzero_weights", "stored_bits")
 
 _ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>).")
 _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
 flags.mark_flag_as_required("root")
+
+
+def require_matplotlib() -> None:
+    """One line naming the install, before anything is written, where the optional plots extra is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        cli.fail('experiments.report draws learning curves with matplotlib, which is not installed; pip install -e ".[plots]"')
 
 
 def _plot(root: str, names: list[str], path: str) -> None:
@@ -49,6 +58,7 @@ def _plot(root: str, names: list[str], path: str) -> None:
 
 def main(argv):
     del argv
+    require_matplotlib()
     root, out = _ROOT.value.rstrip("/"), _OUT.value
     sweep_name = os.path.basename(root)
     names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "config.json")))
@@ -76,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

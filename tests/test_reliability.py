@@ -8,8 +8,8 @@ compile does, so the comparisons stay bit for bit.
 
 from __future__ import annotations
 
+import errno
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -25,10 +25,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import checkpoints, data, evaluate, export, train
-from configs import smoke
+from bitnet import checkpoints, data, evaluate, export, train, workdir_lock
 from experiments import cli
-from tests import idx_fixtures
+from tests import idx_fixtures, tiny
 
 REPO = Path(__file__).resolve().parent.parent
 TIMING = ("examples_per_sec", "epoch_seconds")
@@ -298,15 +297,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(env, 
 
 
 def tiny_config(env):
-    config = smoke.get_config()
-    config.data.source_dir = str(env["source"])
-    config.data.data_dir = str(env["data_dir"])
-    config.data.train_subset = 0
-    config.data.test_subset = 0
-    config.data.validation_size = 60
-    config.model.hidden_sizes = (32,)
-    config.stage1.batch_size = config.stage2.batch_size = 20
-    return config
+    return tiny.tiny_config(env["source"], env["data_dir"])
 
 
 def fails_cleanly(capsys, function):
@@ -329,6 +320,11 @@ def fails_cleanly(capsys, function):
         ("model.hidden_sizes", (32, -4), ["config.model.hidden_sizes=(32, -4)", "positive"]),
         ("stage1.batch_size", 241, ["config.stage1.batch_size=241", "240 training examples"]),
         ("stage2.batch_size", 1000, ["config.stage2.batch_size=1000", "240 training examples"]),
+        ("stage1.learning_rate", float("inf"), ["config.stage1.learning_rate=inf must be a finite number > 0"]),
+        ("stage2.learning_rate", float("nan"), ["config.stage2.learning_rate=nan must be a finite number > 0"]),
+        ("stage1.learning_rate", 0.0, ["config.stage1.learning_rate=0.0 must be a finite number > 0"]),
+        ("stage1.weight_decay", -5.0, ["config.stage1.weight_decay=-5.0 must be a finite number >= 0"]),
+        ("stage2.weight_decay", float("nan"), ["config.stage2.weight_decay=nan must be a finite number >= 0"]),
     ],
 )
 def test_bad_config_fails_before_any_work(env, capsys, tmp_path, field, value, words):
@@ -413,6 +409,7 @@ NPZ_DAMAGE = {
     "missing key": (lambda arrays: arrays.pop("w1_mask"), ["missing array 'w1_mask' for layer 1"]),
     "wrong shape": (lambda arrays: arrays.update(b0=arrays["b0"][:-1]), ["b0 is int8[31], expected int8[32]"]),
     "wrong dtype": (lambda arrays: arrays.update(w0_sign=arrays["w0_sign"].astype(np.int64)), ["w0_sign is int64[32, 25], expected uint32[32, 25]"]),
+    "bias out of range": (lambda arrays: arrays["b0"].__setitem__(0, 5), ["b0 holds 5, but biases must be -1, 0 or +1"]),
 }
 
 
@@ -425,8 +422,186 @@ def test_bad_npz_is_one_line(reference, capsys, tmp_path, case):
         assert word in line, (word, line)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("experiments.summary") is None, reason="no experiments.summary entry point")
 def test_summary_command_on_a_bad_npz(env, reference, tmp_path):
     path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE["format tag"][0])
     result = run(env, [sys.executable, "-m", "experiments.summary", f"--npz={path}"])
     assert_one_line_error(result, str(path), "format tag is 'bitnet-packed-v0'", "is this a bitnet model?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by trying (issue 11, section 7): a busy, full, read-only or mistyped workdir, Ctrl-C,
+# missing config files, flags of the wrong type
+
+
+def test_busy_workdir_is_refused_naming_the_holder(env, reference, capsys, tmp_path):
+    workdir = tmp_path / "busy"
+    shutil.copytree(reference, workdir)
+    before = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+    with workdir_lock.held(str(workdir)):
+        for function in (lambda: train.train_and_evaluate(tiny_config(env), str(workdir)), lambda: evaluate.evaluate_workdir(str(workdir))):
+            line = fails_cleanly(capsys, function)
+            assert f"{workdir} is in use by pid {os.getpid()} on host " in line and " since " in line, line
+            assert "wait for it to finish" in line
+    after = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+    assert after == sorted({*before, "lock"})  # the refused runs touched nothing
+
+
+HOLD_LOCK = "import sys, time; from bitnet import workdir_lock\nwith workdir_lock.held(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+
+
+def test_second_command_is_refused_and_a_killed_holder_releases_the_lock(env, tmp_path):
+    """Through the real command line; the kernel frees the flock of a SIGKILLed holder, so a rerun is never refused."""
+    workdir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run(env, train_args(env, workdir))
+        assert_one_line_error(result, f"{workdir} is in use by pid {holder.pid} on host ")
+        result = run(env, [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"])
+        assert_one_line_error(result, f"{workdir} is in use by pid {holder.pid} on host ")
+    finally:
+        holder.kill()
+        holder.wait()
+    with workdir_lock.held(str(workdir)):  # free again at once
+        pass
+
+
+def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkeypatch):
+    """SIGINT mid-epoch saves the current step and stops with one line and exit status 130 (128 + SIGINT)."""
+    make_train_step = train.make_train_step
+
+    def interrupted_at_step_3(*args, **kwargs):
+        step = make_train_step(*args, **kwargs)
+
+        def train_step(state, *rest):
+            state = step(state, *rest)
+            if int(state["step"]) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            return state
+
+        return train_step
+
+    monkeypatch.setattr(train, "make_train_step", interrupted_at_step_3)
+    workdir = tmp_path / "run"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_cleanly(lambda: train.train_and_evaluate(tiny_config(env), str(workdir)))
+    assert exit_info.value.code == 130
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"stopped: stopped by SIGINT in stage compressed at step 3; checkpoint saved in "
+        f"{checkpoints.stage_dir(str(workdir), 'compressed', 'latest')}; rerun the same command to resume"
+    )
+    assert saved_steps(workdir, "compressed") == [3]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as usual again
+
+
+def test_ctrl_c_outside_training_is_one_line(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_cleanly(interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.startswith("stopped: interrupted (SIGINT)")
+
+
+def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(reference, capsys, tmp_path, monkeypatch):
+    workdir = tmp_path / "full"
+    shutil.copytree(reference, workdir)
+
+    def savez_on_a_full_disk(file, *args, **kwargs):
+        Path(file).write_bytes(b"the first bytes of a model")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+
+    monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+    line = fails_cleanly(capsys, lambda: evaluate.evaluate_workdir(str(workdir)))
+    assert line.startswith(f"error: no space left on the disk writing {workdir}/bitwise.npz.tmp.npz (disk mounted at /"), line
+    assert "free space there and rerun the same command" in line
+    assert not list(workdir.glob("*.tmp*")) and not Path(workdir, "bitwise.npz").exists()
+
+
+def test_disk_errors_wrapped_by_a_library_are_found():
+    """orbax re-raises the OSError of its writer thread inside its own exception."""
+    try:
+        try:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/somewhere/checkpoints/x")
+        except OSError as error:
+            raise ValueError("async save failed") from error
+    except ValueError as wrapped:
+        assert workdir_lock.disk_error(wrapped).startswith("the file system is read-only writing /somewhere/checkpoints/x")
+    assert workdir_lock.disk_error(ValueError("unrelated")) is None
+    assert workdir_lock.disk_error(OSError(errno.ENOENT, "no such file")) is None  # not a disk problem: a traceback
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make folders read-only by their mode bits, as for a normal user (root ignores them, so emulate access())."""
+    made = []
+
+    def make(folder):
+        folder.chmod(0o555)
+        made.append(folder)
+
+    if os.geteuid() == 0:
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda path, mode: real_access(path, mode) and not (mode & os.W_OK and not os.stat(path).st_mode & 0o200)
+        )
+    yield make
+    for folder in made:
+        folder.chmod(0o755)
+
+
+def test_read_only_workdir_is_one_line(env, reference, capsys, tmp_path, read_only):
+    """Evaluate, resume and --overwrite in a read-only workdir: one line, nothing changed."""
+    workdir = tmp_path / "read-only"
+    shutil.copytree(reference, workdir)
+    read_only(workdir)
+    config = tiny_config(env)
+    for function in (
+        lambda: evaluate.evaluate_workdir(str(workdir)),
+        lambda: train.train_and_evaluate(config, str(workdir)),
+        lambda: train.train_and_evaluate(config, str(workdir), overwrite=True),
+    ):
+        line = fails_cleanly(capsys, function)
+        assert line == f"error: {workdir} is read-only; make it writable (chmod -R u+w), or copy it and use the copy as --workdir"
+    assert not Path(workdir, "eval.json").exists() and not Path(workdir, "config.previous.json").exists()
+
+
+def test_workdir_that_is_a_file_is_one_line(env, capsys, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a workdir")
+    for function in (lambda: train.train_and_evaluate(tiny_config(env), str(path)), lambda: evaluate.evaluate_workdir(str(path))):
+        line = fails_cleanly(capsys, function)
+        assert f"--workdir {path} is a file, not a folder" in line
+    assert path.read_text() == "not a workdir"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["experiments.train", "--config=configs/missing.py", "--workdir=W"], ["--config=configs/missing.py: no such file"]),
+        (["experiments.train", "--config=configs/missing.py", "--config.seed=1", "--workdir=W"], ["--config=configs/missing.py: no such file"]),
+        (["experiments.sweep", "--sweep=configs/missing.py"], ["--sweep=configs/missing.py: no such file", "configs/sweep_table1.py"]),
+        (["experiments.train", f"--config={REPO}/configs/smoke.py", "--config.stage1.epochs=abc", "--workdir=W"],
+         ["flag --config.stage1.epochs=abc: invalid literal for int()", "--helpshort"]),
+        (["experiments.evaluate"], ["flag --workdir=None: Flag --workdir must have a value other than None"]),
+    ],
+)
+def test_bad_command_line_is_one_line(env, tmp_path, args, words):
+    result = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env={**env["env"], "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, *words)
+    assert "FATAL" not in result.stderr
+    assert not Path(tmp_path, "W").exists()
+
+
+def test_report_without_matplotlib_names_the_install(capsys, monkeypatch):
+    from experiments import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plots extra were not installed
+    with pytest.raises(SystemExit) as exit_info:
+        report.require_matplotlib()
+    assert exit_info.value.code == 1
+    assert assert_one_line_error(capsys.readouterr().err, 'pip install -e ".[plots]"')
