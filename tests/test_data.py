@@ -8,6 +8,8 @@ import http.server
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,10 +46,25 @@ def synthetic_arrays(synthetic) -> dict[str, np.ndarray]:
     return data.read_idx_folder(synthetic)
 
 
-def test_tensorflow_is_not_installed():
-    """The whole module is meant to work without TensorFlow; make sure the tests really run that way."""
-    with pytest.raises(ImportError):
-        import tensorflow  # noqa: F401
+def test_preparing_and_loading_never_import_tensorflow(synthetic, tmp_path):
+    """bitnet.data prepares and reads through tfds without TensorFlow: it must not import it, installed or not.
+
+    In a fresh interpreter, so modules imported by other tests do not count.
+    """
+    code = (
+        "import sys\n"
+        "from bitnet import data\n"
+        "splits = data.load_splits('mnist', sys.argv[1], sys.argv[2], validation_size=50)\n"
+        "assert len(splits.train_labels) == 150, len(splits.train_labels)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'tensorflow'))\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != data.MNIST_DIR_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(synthetic), str(tmp_path / "tfds")],
+        cwd=Path(__file__).resolve().parent.parent, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------------------------------------
