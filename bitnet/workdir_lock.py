@@ -5,7 +5,9 @@ evaluation hold an exclusive `fcntl.flock` on WORKDIR/lock while they work. The 
 when the holder exits or dies (even by SIGKILL), so a rerun after a kill is never refused; the file
 itself only records who holds it (pid, host, start time) for the message a second run gets.
 While the lock is held nobody else writes in the workdir, so temporary files left by an
-interrupted write (`*.tmp`, `*.tmp.npz`) are removed when the lock is taken and released.
+interrupted write (`*.tmp`, `*.tmp.npz`) are removed when the lock is taken and released, and
+orbax's temporary folders of unfinished saves (`*.orbax-checkpoint-tmp*`, never read back) when
+it is taken (not on release: an asynchronous save may still be finishing then).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import functools
 import glob
 import inspect
 import os
+import re
+import shutil
 import socket
 import time
 from typing import Callable, Iterator, TypeVar
 
 LOCK_NAME = "lock"
 TEMPORARY_PATTERNS = ("*.tmp", "*.tmp.npz")
+UNFINISHED_SAVES = os.path.join("checkpoints", "**", "*.orbax-checkpoint-tmp*")
 DISK_ERRNOS = {
     errno.ENOSPC: "no space left on the disk",
     errno.EDQUOT: "the disk quota is exceeded",
@@ -46,11 +51,14 @@ def _holder(path: str) -> str:
         return "another process"
 
 
-def _remove_temporaries(workdir: str) -> None:
+def _remove_temporaries(workdir: str, unfinished_saves: bool = False) -> None:
     for pattern in TEMPORARY_PATTERNS:
         for path in glob.glob(os.path.join(glob.escape(workdir), pattern)):
             with contextlib.suppress(OSError):
                 os.remove(path)
+    if unfinished_saves:
+        for path in sorted(glob.glob(os.path.join(glob.escape(workdir), UNFINISHED_SAVES), recursive=True)):
+            shutil.rmtree(path, ignore_errors=True)  # a nested match is gone with its parent already
 
 
 def _lock(path: str) -> int:
@@ -95,7 +103,7 @@ def held(workdir: str) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n".encode())
-        _remove_temporaries(workdir)
+        _remove_temporaries(workdir, unfinished_saves=True)
         yield
     finally:
         _remove_temporaries(workdir)
@@ -124,18 +132,29 @@ def _mount_point(path: str) -> str:
     return path
 
 
+def _errno_and_path(error: BaseException) -> tuple[int | None, str | None]:
+    """The OS error number and file of an OSError, or of an orbax/TensorStore error that quotes them
+    in its message ('Failed writing: "<path>": ... [os_error_code='28']')."""
+    if isinstance(error, OSError):
+        return error.errno, error.filename
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    path = re.search(r'(?:Failed writing|local file): "([^"]+)"', str(error))
+    return (int(code[1]) if code else None), (path[1] if path else None)
+
+
 def disk_error(error: BaseException) -> str | None:
     """The one-line message for a write that failed on the disk (full, read-only, no permission), else None.
 
-    Looks through the exception's causes too: libraries (orbax) wrap the OSError they got.
+    Looks through the exception's causes too: libraries (orbax) wrap the error they got.
     """
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            where = error.filename or os.getcwd()
-            disk = _mount_point(os.path.dirname(os.path.abspath(where)) if error.filename else where)
-            fix = "free space there" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-            return f"{DISK_ERRNOS[error.errno]} writing {where} (disk mounted at {disk}); {fix} and rerun the same command"
+        number, where = _errno_and_path(error)
+        if number in DISK_ERRNOS:
+            where = (where or os.getcwd()).split(".orbax-checkpoint-tmp")[0]  # the checkpoint, not orbax's temporary name
+            disk = _mount_point(os.path.dirname(os.path.abspath(where)))
+            fix = "free space there" if number in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+            return f"{DISK_ERRNOS[number]} writing {where} (disk mounted at {disk}); {fix} and rerun the same command"
         error = error.__cause__ or error.__context__
     return None

@@ -491,6 +491,18 @@ def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(refere
     assert not list(workdir.glob("*.tmp*")) and not Path(workdir, "bitwise.npz").exists()
 
 
+def test_taking_the_lock_removes_what_interrupted_writes_left(tmp_path):
+    kept = [tmp_path / "config.json", tmp_path / "checkpoints" / "bitwise" / "latest" / "12" / "state" / "x"]
+    left = [tmp_path / "eval.json.tmp", tmp_path / "bitwise.npz.tmp.npz",
+            tmp_path / "checkpoints" / "bitwise" / "latest" / "24.orbax-checkpoint-tmp-3" / "state" / "x"]  # fmt: skip
+    for path in kept + left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    with workdir_lock.held(str(tmp_path)):
+        assert all(path.exists() for path in kept) and not any(path.exists() for path in left)
+        assert not Path(tmp_path, "checkpoints", "bitwise", "latest", "24.orbax-checkpoint-tmp-3").exists()
+
+
 def test_disk_errors_wrapped_by_a_library_are_found():
     """orbax re-raises the OSError of its writer thread inside its own exception."""
     try:
@@ -500,6 +512,15 @@ def test_disk_errors_wrapped_by_a_library_are_found():
             raise ValueError("async save failed") from error
     except ValueError as wrapped:
         assert workdir_lock.disk_error(wrapped).startswith("the file system is read-only writing /somewhere/checkpoints/x")
+    orbax_full = ValueError(  # what orbax raised on a full 3 MB tmpfs (message shortened)
+        'RESOURCE_EXHAUSTED: Error writing "opt_state.0.mu.dense0.bias/0" in OCDBT database at local file '
+        '"/w/checkpoints/compressed/best/100.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed writing: '
+        '"/w/checkpoints/compressed/best/100.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/d/bc": '
+        "Failed to write 2809856 bytes to file 8: No space left on device [os_error_code='28']"
+    )
+    assert workdir_lock.disk_error(orbax_full) == (
+        "no space left on the disk writing /w/checkpoints/compressed/best/100 (disk mounted at /); free space there and rerun the same command"
+    )
     assert workdir_lock.disk_error(ValueError("unrelated")) is None
     assert workdir_lock.disk_error(OSError(errno.ENOENT, "no such file")) is None  # not a disk problem: a traceback
 
