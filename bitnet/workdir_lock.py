@@ -96,7 +96,7 @@ def held(workdir: str) -> Iterator[None]:
     os.makedirs(workdir, exist_ok=True)
     if not os.access(workdir, os.W_OK):
         raise WorkdirError(
-            f"{workdir} is read-only; make it writable (chmod -R u+w), or copy it and use the copy as --workdir"
+            f"{workdir} is read-only; make it writable (chmod -R u+w, or chattr -R -i if it was made immutable), or copy it and use the copy as --workdir"
         )
     path = os.path.join(workdir, LOCK_NAME)
     fd = _lock(path)

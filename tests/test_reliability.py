@@ -409,8 +409,9 @@ def test_busy_workdir_is_refused_naming_the_holder(env, reference, capsys, tmp_p
     with workdir_lock.held(str(workdir)):
         for function in (lambda: train.train_and_evaluate(tiny_config(env), str(workdir)), lambda: evaluate.evaluate_workdir(str(workdir))):
             line = fails_cleanly(capsys, function)
-            assert f"{workdir} is in use by pid {os.getpid()} on host " in line and " since " in line, line
-            assert "wait for it to finish" in line
+            holder = Path(workdir, "lock").read_text().strip()
+            assert holder.startswith(f"pid {os.getpid()} on host ") and " since " in holder, holder
+            assert line == f"error: {bad_inputs.CASES['busy'].error.format(workdir=workdir, holder=holder)}"
     after = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
     assert after == sorted({*before, "lock"})  # the refused runs touched nothing
 
@@ -556,7 +557,7 @@ def test_read_only_workdir_is_one_line(env, reference, capsys, tmp_path, read_on
         lambda: train.train_and_evaluate(config, str(workdir), overwrite=True),
     ):
         line = fails_cleanly(capsys, function)
-        assert line == f"error: {workdir} is read-only; make it writable (chmod -R u+w), or copy it and use the copy as --workdir"
+        assert line == f"error: {bad_inputs.CASES['read-only'].error.format(workdir=workdir)}"
     assert not Path(workdir, "eval.json").exists() and not Path(workdir, "config.previous.json").exists()
 
 
@@ -565,7 +566,7 @@ def test_workdir_that_is_a_file_is_one_line(env, capsys, tmp_path):
     path.write_text("not a workdir")
     for function in (lambda: train.train_and_evaluate(tiny_config(env), str(path)), lambda: evaluate.evaluate_workdir(str(path))):
         line = fails_cleanly(capsys, function)
-        assert f"--workdir {path} is a file, not a folder" in line
+        assert line == f"error: {bad_inputs.CASES['a file'].error.format(workdir=path)}"
     assert path.read_text() == "not a workdir"
 
 
