@@ -3,7 +3,8 @@
 The handler only records the request; the training loop checks it after each step, saves the
 latest checkpoint and raises `Preempted`, so the run stops cleanly and the same command resumes.
 The program then exits with status 128 + the signal's number, as a shell reports a process that
-signal ended: 143 for SIGTERM, 130 for SIGINT (Ctrl-C).
+signal ended: 143 for SIGTERM, 130 for SIGINT (Ctrl-C). A second Ctrl-C stops at once, without
+the checkpoint (the same command resumes from the last one saved).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _handle(signum, frame) -> None:
     del frame
     if not _requested:
         _requested.append(signal.Signals(signum).name)
+    elif signum == signal.SIGINT:  # Ctrl-C again: do not wait for the checkpoint
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

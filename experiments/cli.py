@@ -135,8 +135,8 @@ def run_cleanly(function: Callable[[], T]) -> T:
         except preemption.Preempted as stop:
             print(f"stopped: {stop}", file=sys.stderr)
             sys.exit(preemption.exit_status())  # 128 + the signal: the run is not finished
-        except KeyboardInterrupt:  # Ctrl-C outside training (loading data, evaluating): nothing to save
-            print("stopped: interrupted (SIGINT) before any checkpoint was due; rerun the same command", file=sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C outside training, or twice: no checkpoint is taken now
+            print("stopped: interrupted (SIGINT); rerun the same command to resume from the last checkpoint saved", file=sys.stderr)
             sys.exit(130)
         except USER_ERRORS as error:
             fail(str(error))

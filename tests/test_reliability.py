@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import checkpoints, data, evaluate, export, train, workdir_lock
+from bitnet import checkpoints, data, evaluate, export, preemption, train, workdir_lock
 from experiments import cli
 from tests import bad_inputs, idx_fixtures, tiny
 
@@ -475,6 +475,15 @@ def test_ctrl_c_outside_training_is_one_line(capsys):
         cli.run_cleanly(interrupted)
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.startswith("stopped: interrupted (SIGINT)")
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with preemption.stop_on_sigterm():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.requested() == "SIGINT" and preemption.exit_status() == 130
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here at the latest
 
 
 def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(reference, capsys, tmp_path, monkeypatch):
