@@ -18,6 +18,7 @@ is read back and hashed once, and its checksums recorded. `load_splits` returns 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -439,12 +440,14 @@ def _prepared_checksums(builder: tfds.core.DatasetBuilder) -> dict[str, str]:
         return recorded
     logging.info("%s has no checksums (prepared before they were recorded): hashing it once", path.parent)
     checksums = idx_checksums(_read_prepared(builder))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs may hash it at once
     try:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs may hash it at once
         tmp.write_text(json.dumps({"checksums": checksums}))
         os.replace(tmp, path)
-    except OSError as e:
+    except OSError as e:  # a read-only or full cache still loads, hashed again next time
         logging.warning("cannot record the checksums in %s (%s); they will be computed again next time", path, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return checksums
 
 

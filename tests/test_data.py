@@ -433,6 +433,20 @@ def test_cache_without_checksums_is_verified(tmp_path, name):
     assert len(_prepared_folders(data_dir)) == 2
 
 
+def test_checksums_that_cannot_be_recorded(tmp_path, synthetic, monkeypatch):
+    """A read-only or full cache without checksums still loads, hashed, and is left as it was."""
+    data_dir = tmp_path / "tfds"
+    _load("mnist", data_dir, synthetic)
+    metadata = _forget_checksums(data_dir, "mnist")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.os, "replace", full_disk)
+    assert _load("mnist", data_dir, None).identity == _identity("mnist", synthetic)
+    assert sorted(p.name for p in metadata.parent.iterdir() if "metadata" in p.name) == []
+
+
 def test_prepared_data_that_differ_from_their_key_are_refused(tmp_path):
     first = write_idx_folder(tmp_path / "first", num_train=60, num_test=30, seed=0)
     second = write_idx_folder(tmp_path / "second", num_train=60, num_test=30, seed=1)
