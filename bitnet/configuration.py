@@ -145,12 +145,21 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
+# Keys of config.json that are records about the run, not config fields.
+RECORD_KEYS = ("provenance",)
+
+
+def _config_fields(content: dict) -> dict:
+    """config.json's content without its records (provenance)."""
+    return {key: value for key, value in content.items() if key not in RECORD_KEYS}
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        return ml_collections.ConfigDict(json.load(file))
+        return ml_collections.ConfigDict(_config_fields(json.load(file)))
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:
@@ -159,7 +168,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
     if not os.path.exists(path) or overwrite:
         return False
     with open(path) as file:
-        old = json.load(file)
+        old = _config_fields(json.load(file))
     changed = config_differences(old, config_dict(config))
     if changed:
         raise ConfigError(
@@ -177,6 +186,9 @@ def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: b
     new = config_dict(config)
     if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
         shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
+        with open(path) as file:  # the run's history goes on: its checkpoints stay
+            records = {key: value for key, value in json.load(file).items() if key in RECORD_KEYS}
+        new.update(records)
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, export, inference, train
+from bitnet import checkpoints, configuration, data, export, inference, provenance, train
 
 
 class EvaluationError(RuntimeError):
@@ -30,6 +30,7 @@ def evaluate_workdir(workdir: str) -> dict:
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
+    results["provenance"] = provenance.record(workdir)
 
     def test_error(mode: str) -> tuple[float, np.ndarray]:
         source = configuration.stage1_workdir(config, workdir) if mode == "compressed" else workdir
@@ -59,8 +60,9 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        provenance = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
-        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, provenance)
+        model_meta = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
+        model_meta["provenance"] = results["provenance"]
+        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, model_meta)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

@@ -69,6 +69,10 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
         assert json.load(file) == results
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
+    # provenance: the two training processes (train, then the rerun) and the evaluation
+    segments = results["provenance"]["training_segments"]
+    assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
+    assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
 
     # recompute the reported errors independently from what was written
     splits = data.load_splits(**configuration.data_kwargs(config))
@@ -76,6 +80,7 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
     assert meta["test_error"] == results["packed_error"]
+    assert meta["provenance"] == results["provenance"]
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
     params = train.load_best_params(config, workdir, "compressed", jnp.asarray(inputs[:1]))
@@ -105,7 +110,7 @@ def test_float_run(synthetic, tmp_path):
     workdir = str(tmp_path / "float")
     train.train_and_evaluate(config, workdir)
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error", "provenance"}
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
 
 
