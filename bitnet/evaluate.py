@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, export, inference, train
+from bitnet import checkpoints, configuration, data, export, inference, provenance, train
 
 
 class EvaluationError(RuntimeError):
@@ -30,6 +30,7 @@ def evaluate_workdir(workdir: str) -> dict:
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
+    results["provenance"] = provenance.record(workdir)
     results["data"] = splits.identity  # name and file checksums: which data the errors were measured on
 
     def test_error(mode: str) -> tuple[float, np.ndarray]:
@@ -60,9 +61,10 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        provenance = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
-        provenance["data"] = splits.identity
-        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, provenance)
+        model_meta = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
+        model_meta["provenance"] = results["provenance"]
+        model_meta["data"] = splits.identity
+        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, model_meta)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)
