@@ -1,9 +1,10 @@
 """The results registry (results/results.json) and the tables made from it, pooled by what was run.
 
-Every finished run of a published config is one entry: its errors, its config, the hardware it
-trained on and its provenance (code commits, library versions; `bitnet.provenance`). Runs are
-pooled by their config without the seed and without paths (data folders, workdirs, a shared
-stage-1 workdir; fields added later read as their old behaviour), and by the kind of hardware, so
+Every finished run of a published config is one entry: its errors, its config, the data it was
+measured on (name and IDX checksums), the hardware it trained on and its provenance (code
+commits, library versions; `bitnet.provenance`). Runs are pooled by their config without the
+seed and without paths (data folders, workdirs, a shared stage-1 workdir; fields added later read
+as their old behaviour), by their data's checksums, and by the kind of hardware, so
 a mean +- std never mixes configs or machines and never depends on run names. Tables list every
 seed that went into each mean, with each hardware's pool side by side; the README and RESULTS.md
 tables are regenerated from here (`python -m experiments.report --tables`), between markers
@@ -51,9 +52,16 @@ def pool_config(config: dict) -> dict[str, Any]:
     return {key: value for key, value in sorted(flat_config(config).items()) if key not in POOL_EXCLUDED}
 
 
-def config_id(config: dict) -> str:
-    """A short stable id of the pooled config (same id = same run but for seed and paths)."""
-    return hashlib.sha256(json.dumps(pool_config(config), sort_keys=True).encode()).hexdigest()[:10]
+def config_id(config: dict, data: dict | None = None) -> str:
+    """A short stable id of the pooled config and the data it ran on (its IDX checksums, where
+    recorded): same id = same run but for seed and paths."""
+    checksums = (data or {}).get("checksums")
+    what = {"config": pool_config(config), **({"data": checksums} if checksums else {})}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def entry_id(entry: Entry) -> str:
+    return config_id(entry["config"], entry.get("data"))
 
 
 def setting(name: str) -> str:
@@ -91,7 +99,7 @@ def pools(entries: Iterable[Entry]) -> list[Pool]:
     """Entries grouped by (config id, hardware), in first-seen order; seeds sorted within a pool."""
     grouped: dict[tuple[str, str], list[Entry]] = defaultdict(list)
     for entry in entries:
-        grouped[(config_id(entry["config"]), entry["hardware"])].append(entry)
+        grouped[(entry_id(entry), entry["hardware"])].append(entry)
     return [
         Pool(cid, hardware, sorted(members, key=lambda entry: (entry["seed"], entry["run"])))
         for (cid, hardware), members in grouped.items()

@@ -1,6 +1,6 @@
 """One-off: provenance, config and hardware for the runs published before bitnet recorded them.
 
-    python -m experiments.backfill_provenance      # rewrites results/results.json; run once (done)
+    BITNET_MNIST_DIR=../shared/data/mnist python -m experiments.backfill_provenance   # run once (done)
 
 Runs published up to commit 1d0ce69 have no recorded provenance, and their workdirs are gone.
 This script gives each registry entry what RESULTS.md stated at that commit, marked
@@ -14,7 +14,9 @@ This script gives each registry entry what RESULTS.md stated at that commit, mar
   recorded (seed, encoding, run kind, lambda).
 The two CPU reruns of the augmented 0/1 cell, published as `sweep_augmented_cpu/...-cpu-seedN` (a
 name no config produces), get their real sweep and run name; their files keep their paths.
-Entries that already have provenance are left alone, so rerunning changes nothing.
+- data: the real MNIST, which RESULTS.md says every run used (md5-checked IDX files): name and
+  checksums of the files in $BITNET_MNIST_DIR, after checking their md5.
+Entries that already have provenance (or data) keep it, so rerunning changes nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import subprocess
 
 from absl import app
 
-from bitnet import configuration, registry, sweep
+from bitnet import configuration, data, registry, sweep
 from experiments import tables
 
 SOURCE_COMMIT = "1d0ce69"  # the last commit before provenance was recorded
@@ -88,9 +90,23 @@ def check_recorded_fields(key: str, entry: dict, config: dict) -> None:
         raise ValueError(f"{key}: the reconstructed config disagrees with the published entry: {wrong}")
 
 
-def backfill(entries: dict[str, dict], results_md: str) -> dict[str, dict]:
+def mnist_identity() -> dict:
+    """{"name", "checksums"} of the real MNIST in $BITNET_MNIST_DIR, checked against MNIST's md5."""
+    folder = os.environ.get(data.MNIST_DIR_ENV)
+    if not folder:
+        raise SystemExit(f"set {data.MNIST_DIR_ENV} to the real MNIST folder (the runs' data, md5-checked)")
+    paths = data.find_idx_files(folder)
+    wrong = [key for key, path in paths.items() if data.md5_decompressed(path) != data.MNIST_MD5[key]]
+    if wrong:
+        raise SystemExit(f"{folder} is not the real MNIST ({wrong} differ from its md5)")
+    return {"name": "mnist", "checksums": data.idx_checksums(data.read_idx_folder(folder))}
+
+
+def backfill(entries: dict[str, dict], results_md: str, mnist: dict) -> dict[str, dict]:
     commits = code_column(results_md)
     for key, entry in entries.items():
+        if "data" not in entry:  # RESULTS.md: every run used the real MNIST's md5-checked IDX files
+            entry["data"] = mnist
         if "provenance" in entry:
             continue
         sweep_name, run = identity(key)
@@ -118,7 +134,7 @@ def main(argv):
     results_md = subprocess.run(
         ["git", "-C", tables.REPO, "show", f"{SOURCE_COMMIT}:RESULTS.md"], capture_output=True, text=True, check=True
     ).stdout
-    entries = backfill(registry.load(tables.REGISTRY), results_md)
+    entries = backfill(registry.load(tables.REGISTRY), results_md, mnist_identity())
     with open(tables.REGISTRY, "w") as file:
         json.dump(entries, file, indent=2, sort_keys=True)
         file.write("\n")

@@ -23,7 +23,7 @@ from experiments import tables
 
 PUBLISHED_KEYS = (
     "sweep", "run", "run_kind", "encoding", "seed", "sparsity", "best_val_error", "nonzero_weights", "stored_bits",
-    "config", "hardware", "provenance",
+    "config", "data", "hardware", "provenance",
 )
 
 _ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>) to publish.")

@@ -50,3 +50,13 @@ def test_replace_block():
     assert registry.replace_block(text, "x", "new") == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb"
     with pytest.raises(ValueError, match="no <!-- table:y -->"):
         registry.replace_block(text, "y", "new")
+
+
+def test_runs_on_other_data_under_the_same_name_do_not_pool():
+    mnist = _entry("a-seed0", 0, 0.02)
+    mnist["data"] = {"name": "mnist", "checksums": {"train_images": "1", "train_labels": "2", "test_images": "3", "test_labels": "4"}}
+    other = _entry("a-seed1", 1, 0.90)
+    other["data"] = {"name": "mnist", "checksums": {**mnist["data"]["checksums"], "train_images": "fashion"}}
+    same = _entry("a-seed2", 2, 0.03)
+    same["data"] = dict(mnist["data"])
+    assert [[entry["run"] for entry in pool.entries] for pool in registry.pools([mnist, other, same])] == [["a-seed0", "a-seed2"], ["a-seed1"]]

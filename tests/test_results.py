@@ -47,7 +47,8 @@ def test_published_model_error(name, entry, test_split):
 def test_registry_entries_are_complete():
     entries = registry.load(tables.REGISTRY)
     for name, entry in entries.items():
-        assert {"sweep", "run", "config", "hardware", "provenance", "seed"} <= set(entry), name
+        assert {"sweep", "run", "config", "data", "hardware", "provenance", "seed"} <= set(entry), name
+        assert entry["data"]["name"] == entry["config"]["data"]["name"] and len(entry["data"]["checksums"]) == 4, name
         assert entry["provenance"]["commits"] and entry["config"]["seed"] == entry["seed"], name
         assert registry.flat_config(entry["config"]).keys().isdisjoint(registry.PATH_FIELDS), name
 
