@@ -3,7 +3,7 @@
 For a bitwise run it reports three test errors: the compressed real-valued net (stage 1), the
 simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run on the stored
 binarized model. The last two must agree on every prediction; any difference is an error. Writes
-WORKDIR/eval.json and WORKDIR/bitwise.npz (bitnet-packed-v1).
+WORKDIR/eval.json and WORKDIR/bitwise.npz (bitnet-packed-v1), both with the identity of the test data.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, export, inference, train, workdir_lock
+from bitnet import checkpoints, configuration, data, export, inference, provenance, train, workdir_lock
 
 
 class EvaluationError(RuntimeError):
@@ -31,6 +31,8 @@ def evaluate_workdir(workdir: str) -> dict:
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
+    results["provenance"] = provenance.record(workdir)
+    results["data"] = splits.identity  # name and file checksums: which data the errors were measured on
 
     def test_error(mode: str) -> tuple[float, np.ndarray]:
         source = configuration.stage1_workdir(config, workdir) if mode == "compressed" else workdir
@@ -60,8 +62,10 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        provenance = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
-        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, provenance)
+        model_meta = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
+        model_meta["provenance"] = results["provenance"]
+        model_meta["data"] = splits.identity
+        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, model_meta)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

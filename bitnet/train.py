@@ -27,7 +27,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from bitnet import augmentation, checkpoints, configuration, data, encodings, export, inference, models, preemption, summary, workdir_lock
+from bitnet import augmentation, checkpoints, configuration, data, encodings, export, inference, models, preemption, provenance, summary, workdir_lock
 
 Metrics = dict[str, Any]
 
@@ -360,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
     )
     _log_summary(config, dataset, encoding)
     params = None
-    with preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
+    with provenance.segment(workdir), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for mode, settings in stage_plan(config):
             if mode == "bitwise" and config.stage2.init == "random":
                 params = None  # the ablation without weight compression
@@ -369,9 +369,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
                 logging.info("stage 1: using the finished compressed net of %s", shared_stage1)
                 continue
             params = run_stage(config, workdir, mode, settings, dataset, params, writer)
-    if config.run_kind == "bitwise":
-        arrays, meta = binarize(config, params, encoding)
-        checkpoints.save_binarized(workdir, arrays, meta)
+        if config.run_kind == "bitwise":
+            arrays, meta = binarize(config, params, encoding)
+            meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
+            checkpoints.save_binarized(workdir, arrays, meta)
     logging.info("training done: %s", workdir)
     return params
 

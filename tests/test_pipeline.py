@@ -61,12 +61,21 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
         assert json.load(file) == results
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
+    # provenance: the two training processes (train, then the rerun) and the evaluation
+    segments = results["provenance"]["training_segments"]
+    assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
+    assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
+    # the numbers name the data they were measured on, by the sha256 of each IDX file
+    identity = {"name": config.data.name, "checksums": data.idx_checksums(data.read_idx_folder(source))}
+    assert results["data"] == identity
 
     # recompute the reported errors independently from what was written
     splits = data.load_splits(**configuration.data_kwargs(config))
     encoding = configuration.encoding_of(config)
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
+    assert meta["provenance"] == results["provenance"]
+    assert meta["data"] == identity
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
     assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
@@ -97,7 +106,7 @@ def test_float_run(synthetic, tmp_path):
     workdir = str(tmp_path / "float")
     train.train_and_evaluate(config, workdir)
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error", "provenance", "data"}
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
 
 
