@@ -105,11 +105,14 @@ def publish(root: str, out: str) -> None:
 def main(argv):
     del argv
     if not (_ROOT.value or _TABLES.value):
-        raise app.UsageError("pass --root SWEEP_FOLDER to publish a sweep, and/or --tables to regenerate the tables")
+        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep) and/or --tables (regenerate the tables)")
     if _ROOT.value:
         publish(_ROOT.value.rstrip("/"), _OUT.value)
     if _TABLES.value:
-        tables.write_documents()
+        try:
+            tables.write_documents()
+        except ValueError as error:  # a table layout that no longer fits the registry
+            cli.fail(str(error))
         print(f"regenerated the tables of {', '.join(tables.DOCUMENTS)} from {tables.REGISTRY}")
 
 

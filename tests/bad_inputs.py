@@ -82,6 +82,8 @@ COMMAND_LINE = [
          "flag --config.stage1.epochs=abc: invalid literal for int() with base 10: 'abc'; pass --helpshort to see the flags"),
     Case("missing required flag", "python -m experiments.evaluate",
          "flag --workdir=None: Flag --workdir must have a value other than None; pass --helpshort to see the flags"),
+    Case("report without a task", "python -m experiments.report",
+         "experiments.report needs --root SWEEP_FOLDER (publish a sweep) and/or --tables (regenerate the tables)"),
 ]
 
 # A workdir that cannot be used (experiments.train or experiments.evaluate --workdir=W): refused before any work.
