@@ -7,6 +7,7 @@ names the differing fields and stops, unless the caller asks to overwrite.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from typing import Any
@@ -64,7 +65,14 @@ def check(config: ml_collections.ConfigDict) -> None:
         stage = config[name]
         _require(stage.epochs >= 1, f"config.{name}.epochs={stage.epochs} must be >= 1")
         _require(stage.batch_size >= 1, f"config.{name}.batch_size={stage.batch_size} must be >= 1")
-        _require(stage.learning_rate > 0, f"config.{name}.learning_rate={stage.learning_rate} must be > 0")
+        _require(
+            math.isfinite(stage.learning_rate) and stage.learning_rate > 0,
+            f"config.{name}.learning_rate={stage.learning_rate} must be a finite number > 0",
+        )
+        _require(
+            math.isfinite(stage.weight_decay) and stage.weight_decay >= 0,
+            f"config.{name}.weight_decay={stage.weight_decay} must be a finite number >= 0",
+        )
         _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
         _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
         _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")
@@ -155,13 +163,26 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"stage1": {"epochs": 60}} -> {"stage1.epochs": 60}."""
     if isinstance(tree, dict):
         flat = {}
         for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: tree}
+
+
+def unflatten(flat: dict[str, Any]) -> dict:
+    """The inverse of `flatten`."""
+    tree: dict = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return tree
 
 
 # Fields added after workdirs were first written, with the value that behaves as the code did
@@ -180,10 +201,9 @@ ADDED_FIELDS = {
 }  # fmt: skip
 
 
-
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted names of the fields whose values differ (or exist on one side only)."""
-    flat_old, flat_new = {**ADDED_FIELDS, **_flatten(old)}, {**ADDED_FIELDS, **_flatten(new)}
+    flat_old, flat_new = {**ADDED_FIELDS, **flatten(old)}, {**ADDED_FIELDS, **flatten(new)}
     return sorted(key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"))
 
 
@@ -192,13 +212,22 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
+# Keys of config.json that are records about the run, not config fields.
+RECORD_KEYS = ("provenance",)
+
+
+def config_fields(content: dict) -> dict:
+    """config.json's content without its records (provenance)."""
+    return {key: value for key, value in content.items() if key not in RECORD_KEYS}
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """WORKDIR/config.json, with the fields added since it was written set to their ADDED_FIELDS values."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        stored = json.load(file)
+        stored = config_fields(json.load(file))
     for name, value in ADDED_FIELDS.items():
         *parents, leaf = name.split(".")
         holder = stored
@@ -214,7 +243,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
     if not os.path.exists(path) or overwrite:
         return False
     with open(path) as file:
-        old = json.load(file)
+        old = config_fields(json.load(file))
     changed = config_differences(old, config_dict(config))
     if changed:
         raise ConfigError(
@@ -232,6 +261,9 @@ def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: b
     new = config_dict(config)
     if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
         shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
+        with open(path) as file:  # the run's history goes on: its checkpoints stay
+            records = {key: value for key, value in json.load(file).items() if key in RECORD_KEYS}
+        new.update(records)
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

@@ -31,4 +31,8 @@ class EvaluationError(RuntimeError):
     """The simulated and packed bitwise paths disagree."""
 
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError, TrainingError, EvaluationError)
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used: held by another process, not a folder, or not writable."""
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError, TrainingError, EvaluationError, WorkdirError)

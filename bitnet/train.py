@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import augmentation, binarized, configuration, data, loop, plan, preemption, steps, summary
+from bitnet import augmentation, binarized, configuration, data, loop, plan, preemption, provenance, steps, summary, workdir_lock
 from bitnet.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: importable from here, as before)
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
@@ -55,6 +55,7 @@ def check_fits_data(stages: tuple[plan.Stage, ...], dataset: Dataset) -> None:
                 raise ConfigError(f"config.{stage.field}.max_shift={stage.max_shift}: {error}") from None
 
 
+@workdir_lock.holding_workdir  # one run at a time per workdir
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
     """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best variables."""
     configuration.check(config)
@@ -71,18 +72,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
     )
     _log_summary(stages[-1], dataset)
     variables = None
-    with preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
+    with provenance.segment(workdir), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for stage in stages:
             if stage.start == plan.FINISHED:
                 variables = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
                 logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
                 continue
             variables = loop.run_stage(stage, workdir, dataset, variables if stage.start == plan.PREVIOUS else None, writer)
-    final = plan.binarized_stage(stages)
-    if final is not None and plan.packed_missing(final):
-        logging.warning("no packed model: %s", plan.packed_missing(final))
-    elif final is not None:
-        binarized.save(workdir, *binarized.binarize(final, variables["params"], dataset.encoding))
+        final = plan.binarized_stage(stages)
+        if final is not None and plan.packed_missing(final):
+            logging.warning("no packed model: %s", plan.packed_missing(final))
+        elif final is not None:
+            arrays, meta = binarized.binarize(final, variables["params"], dataset.encoding)
+            meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
+            binarized.save(workdir, arrays, meta)
     logging.info("training done: %s", workdir)
     return variables
 

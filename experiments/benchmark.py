@@ -34,6 +34,7 @@ import optax
 from absl import app, flags
 
 from bitnet import inference, models, quantizers, steps, summary
+from experiments import cli
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "100", "10000"], "Inference batch sizes.")
 _MODELS = flags.DEFINE_list("models", ["paper", "wide"], "Models to time: paper (784-1024x3-10), wide (784-4096x3-10).")
@@ -232,4 +233,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

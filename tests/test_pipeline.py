@@ -14,23 +14,15 @@ import pytest
 from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, train
 from bitnet.errors import ExportError
 from configs import smoke
-from tests import idx_fixtures
+from tests import idx_fixtures, tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(source_dir, data_dir):
-    config = smoke.get_config()
-    config.data.source_dir = str(source_dir)
-    config.data.data_dir = str(data_dir)
-    config.data.train_subset = 0
-    config.data.test_subset = 0
-    config.data.validation_size = 60
+    """The shared tiny config with two hidden layers (48, 40), so the export covers a hidden-to-hidden layer."""
+    config = tiny.tiny_config(source_dir, data_dir)
     config.model.hidden_sizes = (48, 40)
-    for stage in (config.stage1, config.stage2):
-        stage.batch_size = 20
-        stage.epochs = 2
-    config.eval_batch_size = 64
     return config
 
 
@@ -71,6 +63,13 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
         assert json.load(file) == results
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
+    # provenance: the two training processes (train, then the rerun) and the evaluation
+    segments = results["provenance"]["training_segments"]
+    assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
+    assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
+    # the numbers name the data they were measured on, by the sha256 of each IDX file
+    identity = {"name": config.data.name, "checksums": data.idx_checksums(data.read_idx_folder(source))}
+    assert results["data"] == identity
 
     # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
     older = str(tmp_path / "older")
@@ -90,9 +89,11 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     encoding = configuration.encoding_of(config)
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
-    assert meta["test_error"] == results["packed_error"]
+    assert meta["provenance"] == results["provenance"]
+    assert meta["data"] == identity
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
+    assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
     from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
     assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
     stage1 = plan.plan(config)[0]
@@ -161,7 +162,7 @@ def test_float_run(synthetic, tmp_path):
     workdir = str(tmp_path / "float")
     train.train_and_evaluate(config, workdir)
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error", "provenance", "data"}
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
 
 
@@ -278,7 +279,7 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
         np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
 
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_skipped"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_skipped", "provenance", "data"}
     assert "issue #14" in results["packed_skipped"] and "bitnet-packed-v2" in results["packed_skipped"]
     assert results["compressed_error"] < 0.5 and results["bitwise_error"] < 0.5  # it learned the easy synthetic classes
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
