@@ -61,12 +61,13 @@ class _Pace:
         self.chunk_steps = max(1, int(CHUNK_SECONDS * steps_done / max(seconds, 1e-6)))
 
     def eta(self, step: int) -> str:
-        """The remaining time at `step`, for a log line (which makes the next progress line due CHUNK_SECONDS later)."""
+        """The remaining time at `step`, for a log line (the next progress line is due half a chunk later)."""
         self.logged = time.time()
         return _format_duration((self.logged - self.started) / max(step - self.first_step, 1) * (self.total_steps - step))
 
     def log_due(self) -> bool:
-        return time.time() - self.logged >= CHUNK_SECONDS
+        """Whether a progress line is due: chunks take up to CHUNK_SECONDS, so one about every chunk."""
+        return time.time() - self.logged >= CHUNK_SECONDS / 2
 
 
 def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict | None, writer: MetricWriter) -> dict:

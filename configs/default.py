@@ -55,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.input_dropout_rate = 0.1
     config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
     config.stage1.eval_every_epochs = 1  # validate every N epochs (and after the last): best-model candidates
+    # (by epochs only, never by seconds: the model a run selects must not depend on the machine's speed)
     config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
     config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
     config.stage1.loss = "cross_entropy"  # cross_entropy (softmax) | squared_hinge (BinaryNet's, +-1 targets)
