@@ -37,9 +37,9 @@ def save(workdir: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> N
 
 def load(workdir: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The stored model as the arrays of a bitnet-packed-v1 file (format tag and meta included), checked."""
-    final = plan.binarized_stage(plan.plan(configuration.read_config(workdir)))
-    if final is not None and plan.packed_missing(final):
-        raise ExportError(f"{workdir} has no packed model: {plan.packed_missing(final)}")
+    missing = plan.run_packed_missing(configuration.read_config(workdir))
+    if missing:
+        raise ExportError(f"{workdir} has no packed model: {missing}")
     arrays, meta = checkpoints.restore_binarized(workdir)
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
     arrays.update(format=np.array(export.FORMAT), meta=np.array(json.dumps(meta)))

@@ -158,6 +158,12 @@ def packed_missing(stage: Stage) -> str:
     return NO_PACKED_BATCH_NORM if stage.network.batch_norm else ""
 
 
+def run_packed_missing(config: ml_collections.ConfigDict) -> str:
+    """Why a bitwise run of `config` has no packed model (batch norm), or "" (it has one, or is a float run)."""
+    final = binarized_stage(plan(config))
+    return packed_missing(final) if final is not None else ""
+
+
 def stage_workdir(stage: Stage, workdir: str) -> str:
     """Where a stage's checkpoints are: its source workdir if it was finished elsewhere, else this one."""
     return stage.source_workdir if stage.start == FINISHED else workdir

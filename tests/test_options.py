@@ -191,6 +191,9 @@ def test_bitwise_batch_norm_has_no_packed_form():
     bitwise = plan.binarized_stage(plan.plan(config))
     assert "issue #14" in plan.packed_missing(bitwise) and "bitnet-packed-v2" in plan.packed_missing(bitwise)
     assert plan.packed_missing(plan.plan(default.get_config())[-1]) == ""
+    assert plan.run_packed_missing(config) == plan.packed_missing(bitwise)
+    config.run_kind = "float"
+    assert plan.run_packed_missing(config) == ""  # a float run has no packed model to miss
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, train
 from bitnet.errors import ExportError
 from configs import smoke
+from experiments import summary as summary_command
 from tests import idx_fixtures, tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -283,8 +284,9 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
     assert "issue #14" in results["packed_skipped"] and "bitnet-packed-v2" in results["packed_skipped"]
     assert results["compressed_error"] < 0.5 and results["bitwise_error"] < 0.5  # it learned the easy synthetic classes
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
-    with pytest.raises(ExportError, match=r"has no packed model: bitnet-packed-v1 cannot represent batch norm.*issue #14"):
-        binarized.load(workdir)
+    for asks_for_the_packed_model in (lambda: binarized.load(workdir), lambda: summary_command.model_path(None, workdir)):
+        with pytest.raises(ExportError, match=r"has no packed model: bitnet-packed-v1 cannot represent batch norm.*issue #14"):
+            asks_for_the_packed_model()
     lines = metric_lines(workdir)
     assert [m["learning_rate"] for m in lines if m["stage"] == "bitwise"] == pytest.approx([3e-4, 1.5e-4])  # halved after epoch 1
     assert lines[1]["learning_rate"] == pytest.approx(1e-3 * 0.01 ** (23 / 24), rel=1e-5)  # exponential: 1e-3 -> 1e-5 over 24 steps
