@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from bitnet import checkpoints, encodings, export, inference
+from bitnet import checkpoints, configuration, encodings, export, inference, plan
+from bitnet.errors import ExportError
 from bitnet.plan import Stage
 
 
 def binarize(stage: Stage, params: dict, encoding: encodings.Encoding) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The bitnet-packed-v1 arrays and meta of the bitwise net given by a bitwise stage's parameters."""
+    if plan.packed_missing(stage):
+        raise ExportError(f"cannot export the {stage.name} stage: {plan.packed_missing(stage)}")
     packed = inference.pack_params(params, stage.hyper.sparsity, encoding.bit_values)
     meta = export.model_meta(packed, encoding, {"sparsity": stage.hyper.sparsity, "seed": stage.seed})
     return export.model_arrays(packed), meta
@@ -34,6 +37,9 @@ def save(workdir: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> N
 
 def load(workdir: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The stored model as the arrays of a bitnet-packed-v1 file (format tag and meta included), checked."""
+    missing = plan.run_packed_missing(configuration.read_config(workdir))
+    if missing:
+        raise ExportError(f"{workdir} has no packed model: {missing}")
     arrays, meta = checkpoints.restore_binarized(workdir)
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
     arrays.update(format=np.array(export.FORMAT), meta=np.array(json.dumps(meta)))

@@ -1,6 +1,6 @@
 """Orbax checkpoints of a workdir: per-stage latest and best, and the final binarized model.
 
-    WORKDIR/checkpoints/<stage>/latest   {params, opt_state, step} + meta, every epoch (resume)
+    WORKDIR/checkpoints/<stage>/latest   {params, opt_state, step, totals} (+ batch_stats) + meta (resume)
     WORKDIR/checkpoints/<stage>/best     the same, kept for the lowest validation error
     WORKDIR/checkpoints/binarized        bitnet-packed-v1 arrays (packed uint32 words) + meta
 
@@ -130,21 +130,22 @@ def _damaged(path: str, step: int, error: Exception) -> CheckpointError:
     )
 
 
-def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> dict | None:
-    """Only the parameters of a stage checkpoint (orbax partial restore); None if absent.
+def restore_variables(workdir: str, stage: str, which: str, like_variables: dict) -> dict | None:
+    """Only the model variables ({"params"} + {"batch_stats"} with batch norm) of a stage checkpoint
+    (orbax partial restore); None if absent.
 
     Evaluation and stage 2 need no optimizer state, so they do not depend on its structure.
     """
-    abstract = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)}
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_variables)
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True))
     restored = _restore(workdir, stage, which, abstract, args, partial=True)
-    return None if restored is None else restored.state["params"]
+    return None if restored is None else {name: restored.state[name] for name in like_variables}
 
 
-def restore_best_params(workdir: str, stage: str, like_params: Any) -> dict:
-    """The parameters of a finished stage's best checkpoint; CheckpointError if there are none."""
-    restored = restore_params(workdir, stage, "best", like_params)
+def restore_best_variables(workdir: str, stage: str, like_variables: dict) -> dict:
+    """The model variables of a finished stage's best checkpoint; CheckpointError if there are none."""
+    restored = restore_variables(workdir, stage, "best", like_variables)
     if restored is None:
         raise CheckpointError(
             f"no {stage} checkpoint in {stage_dir(workdir, stage, 'best')}; train this workdir first (experiments.train)"

@@ -7,6 +7,7 @@ names the differing fields and stops, unless the caller asks to overwrite.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from typing import Any
@@ -18,7 +19,10 @@ from bitnet.errors import ConfigError  # defined with the other user errors; sti
 
 RUN_KINDS = ("float", "bitwise")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "exponential", "step")
+LOSSES = ("cross_entropy", "squared_hinge")
+LAYER_LR_SCALES = ("none", "glorot")
+CLIP_UNITS = ("absolute", "glorot")
 STAGE2_INITS = ("stage1", "random")
 
 
@@ -50,6 +54,10 @@ def check(config: ml_collections.ConfigDict) -> None:
     )
     _require(config.model.num_classes >= 2, f"config.model.num_classes={config.model.num_classes} must be >= 2")
     _require(
+        isinstance(config.model.batch_norm, bool),
+        f"config.model.batch_norm={config.model.batch_norm!r} must be True or False",
+    )
+    _require(
         config.model.activation in models.FLOAT_ACTIVATIONS,
         f"config.model.activation={config.model.activation!r} is unknown; use one of {sorted(models.FLOAT_ACTIVATIONS)}",
     )
@@ -57,7 +65,14 @@ def check(config: ml_collections.ConfigDict) -> None:
         stage = config[name]
         _require(stage.epochs >= 1, f"config.{name}.epochs={stage.epochs} must be >= 1")
         _require(stage.batch_size >= 1, f"config.{name}.batch_size={stage.batch_size} must be >= 1")
-        _require(stage.learning_rate > 0, f"config.{name}.learning_rate={stage.learning_rate} must be > 0")
+        _require(
+            math.isfinite(stage.learning_rate) and stage.learning_rate > 0,
+            f"config.{name}.learning_rate={stage.learning_rate} must be a finite number > 0",
+        )
+        _require(
+            math.isfinite(stage.weight_decay) and stage.weight_decay >= 0,
+            f"config.{name}.weight_decay={stage.weight_decay} must be a finite number >= 0",
+        )
         _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
         _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
         _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")
@@ -73,6 +88,7 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
         for field in ("dropout_rate", "input_dropout_rate"):
             _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
+        _check_accuracy_options(name, stage)
     _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")
     _require(
         0 <= config.stage2.sparsity < 1,
@@ -84,6 +100,30 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.stage2.surrogate: {error}") from None
     _require(config.data.validation_size >= 1, f"config.data.validation_size={config.data.validation_size} must be >= 1")
     _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
+
+
+def _check_accuracy_options(name: str, stage: ml_collections.ConfigDict) -> None:
+    """The loss, schedule, per-layer learning-rate and clipping fields of one stage (issue #12, section 5)."""
+    _require(stage.loss in LOSSES, f"config.{name}.loss={stage.loss!r} is unknown; use one of {list(LOSSES)}")
+    _require(
+        0 <= stage.final_learning_rate <= stage.learning_rate,
+        f"config.{name}.final_learning_rate={stage.final_learning_rate} must be in [0, learning_rate={stage.learning_rate}]",
+    )
+    _require(
+        stage.schedule != "exponential" or stage.final_learning_rate > 0,
+        f"config.{name}.schedule='exponential' needs final_learning_rate > 0 (the rate at the last step), got 0",
+    )
+    _require(0 < stage.decay_factor <= 1, f"config.{name}.decay_factor={stage.decay_factor} must be in (0, 1]")
+    _require(
+        isinstance(stage.decay_every_epochs, int) and stage.decay_every_epochs >= 1,
+        f"config.{name}.decay_every_epochs={stage.decay_every_epochs} must be an integer >= 1",
+    )
+    _require(
+        stage.layer_lr_scale in LAYER_LR_SCALES,
+        f"config.{name}.layer_lr_scale={stage.layer_lr_scale!r} is unknown; use one of {list(LAYER_LR_SCALES)}",
+    )
+    _require(stage.clip_weights >= 0, f"config.{name}.clip_weights={stage.clip_weights} must be >= 0 (0: no clipping)")
+    _require(stage.clip_unit in CLIP_UNITS, f"config.{name}.clip_unit={stage.clip_unit!r} is unknown; use one of {list(CLIP_UNITS)}")
 
 
 STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
@@ -123,27 +163,47 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"stage1": {"epochs": 60}} -> {"stage1.epochs": 60}."""
     if isinstance(tree, dict):
         flat = {}
         for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: tree}
+
+
+def unflatten(flat: dict[str, Any]) -> dict:
+    """The inverse of `flatten`."""
+    tree: dict = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return tree
 
 
 # Fields added after workdirs were first written, with the value that behaves as the code did
 # before them: an older config.json without the field matches a config holding that value.
 ADDED_FIELDS = {
-    f"{stage}.{field}": value
-    for stage in ("stage1", "stage2")
-    for field, value in (("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0))
-}
+    "model.batch_norm": False,
+    **{
+        f"{stage}.{field}": value
+        for stage in ("stage1", "stage2")
+        for field, value in (
+            ("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0),
+            ("loss", "cross_entropy"), ("final_learning_rate", 0.0), ("decay_factor", 0.5), ("decay_every_epochs", 40),
+            ("layer_lr_scale", "none"), ("clip_weights", 0.0), ("clip_unit", "absolute"),
+        )
+    },
+}  # fmt: skip
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted names of the fields whose values differ (or exist on one side only)."""
-    flat_old, flat_new = {**ADDED_FIELDS, **_flatten(old)}, {**ADDED_FIELDS, **_flatten(new)}
+    flat_old, flat_new = {**ADDED_FIELDS, **flatten(old)}, {**ADDED_FIELDS, **flatten(new)}
     return sorted(key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"))
 
 
@@ -152,13 +212,22 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
+# Keys of config.json that are records about the run, not config fields.
+RECORD_KEYS = ("provenance",)
+
+
+def config_fields(content: dict) -> dict:
+    """config.json's content without its records (provenance)."""
+    return {key: value for key, value in content.items() if key not in RECORD_KEYS}
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """WORKDIR/config.json, with the fields added since it was written set to their ADDED_FIELDS values."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        stored = json.load(file)
+        stored = config_fields(json.load(file))
     for name, value in ADDED_FIELDS.items():
         *parents, leaf = name.split(".")
         holder = stored
@@ -174,7 +243,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
     if not os.path.exists(path) or overwrite:
         return False
     with open(path) as file:
-        old = json.load(file)
+        old = config_fields(json.load(file))
     changed = config_differences(old, config_dict(config))
     if changed:
         raise ConfigError(
@@ -192,6 +261,9 @@ def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: b
     new = config_dict(config)
     if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
         shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
+        with open(path) as file:  # the run's history goes on: its checkpoints stay
+            records = {key: value for key, value in json.load(file).items() if key in RECORD_KEYS}
+        new.update(records)
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

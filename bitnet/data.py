@@ -4,13 +4,25 @@ The four IDX files of a data set (a local folder, or for MNIST a download) are p
 TFDS builder into ArrayRecord files under `data_dir/bitnet_idx/<name>/` (one builder config per
 data set name, so caches never mix), then read back into numpy with TFDS's random-access data
 source, which needs only `array_record`, not TensorFlow. Examples keep the IDX file order.
+
+Identity: a prepared data set records in its `metadata.json` the sha256 of each of its four IDX
+files as decoded (`idx_checksum`: equal to `gunzip -c FILE | sha256sum`, so a .gz and a raw copy
+agree). A source folder is read and hashed on every load (under a second for MNIST) and is never
+answered by a cache of other data: the first data prepared under a name own `bitnet_idx/<name>/`;
+different data under the same name are prepared beside them in `bitnet_idx/<name>-<key>/`, `key`
+a short hash of the four checksums, so both stay usable and switching folders never re-prepares.
+Without a source folder the name's own folder is used as prepared. A cache from before checksums
+is read back and hashed once, and its checksums recorded. `load_splits` returns the identity
+(name and checksums), which evaluation writes into eval.json and the exported model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
+import json
 import math
 import os
 import re
@@ -48,6 +60,8 @@ _IDX_UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK = 10_000
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
+_METADATA_FILE = "metadata.json"  # TFDS's file for DatasetInfo.metadata, in the prepared folder
+_KEY_LENGTH = 12  # hex digits of the content key that names a second data set under one name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,13 +182,36 @@ def md5_decompressed(path: str | os.PathLike) -> str:
     return hashlib.md5(_read_bytes(Path(path))).hexdigest()
 
 
+def idx_checksum(array: np.ndarray) -> str:
+    """sha256 of `array` written as an uncompressed uint8 IDX file, header included.
+
+    Computed from decoded arrays (a source folder or a prepared cache read back), yet equal to
+    `gunzip -c FILE | sha256sum` of the file they came from, so a number traces to its files.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    digest = hashlib.sha256(bytes([0, 0, _IDX_UINT8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def idx_checksums(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """`idx_checksum` of each of the four arrays, keyed as IDX_FILES."""
+    return {key: idx_checksum(arrays[key]) for key in IDX_FILES}
+
+
+def content_key(checksums: dict[str, str]) -> str:
+    """Short hash of the four checksums: names the folder of a second data set under one name."""
+    joined = "".join(checksums[key] for key in IDX_FILES)
+    return hashlib.sha256(joined.encode()).hexdigest()[:_KEY_LENGTH]
+
+
 # ---------------------------------------------------------------------------------------------
 # TFDS builder
 
 
 @dataclasses.dataclass(eq=False)
 class IdxConfig(tfds.core.BuilderConfig):
-    """One config per data set name: the prepared files of each name live in their own folder."""
+    """One config per data set name (and per other data under a name): each in its own folder."""
 
     image_shape: tuple[int, int] = (28, 28)
     num_classes: int = NUM_CLASSES
@@ -212,6 +249,7 @@ class BitnetIdx(tfds.core.GeneratorBasedBuilder):
                     "index": tfds.features.Scalar(dtype=np.int64),
                 }
             ),
+            metadata=tfds.core.MetadataDict(),  # the checksums, written with the prepared files
             supervised_keys=("image", "label"),
             homepage="http://yann.lecun.com/exdb/mnist/",
             # Keep IDX file order (examples sorted by integer key, not by key hash). This is a
@@ -221,6 +259,8 @@ class BitnetIdx(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         arrays = _idx_arrays(self.builder_config, dl_manager)
+        # Recorded from the arrays the examples are made of, saved atomically with them.
+        self.info.metadata["checksums"] = idx_checksums(arrays)
         return {
             "train": self._generate_examples(arrays["train_images"], arrays["train_labels"]),
             "test": self._generate_examples(arrays["test_images"], arrays["test_labels"]),
@@ -329,6 +369,9 @@ class Splits:
     test_labels: np.ndarray
     image_shape: tuple[int, int] = (28, 28)
     num_classes: int = NUM_CLASSES
+    # {"name", "checksums": {train_images, ...: `idx_checksum` of the whole file}}: which data these
+    # are, whatever subset was taken (subsets and validation_size are in the run's config).
+    identity: dict = dataclasses.field(default_factory=dict)
 
 
 def _check_name(name: str) -> None:
@@ -337,42 +380,122 @@ def _check_name(name: str) -> None:
         raise DataError(f"data set name {name!r} is not valid; use lowercase letters, digits and underscores")
 
 
-def _folder_config(name: str, folder: str | os.PathLike) -> IdxConfig:
-    """Config of a data set not known in advance: image shape and class count from its files."""
-    arrays = read_idx_folder(folder)
+def _folder_config(name: str, arrays: dict[str, np.ndarray]) -> IdxConfig:
+    """Config of a data set not known in advance: image shape and class count from its arrays."""
     labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
     num_classes = max(NUM_CLASSES, int(labels.max()) + 1 if labels.size else 0)
     return _config(name, arrays["train_images"].shape[1:], num_classes)
 
 
-def _prepared_builder(name: str, source_dir: str | None, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    """A builder whose ArrayRecord files exist under data_dir, preparing them on the first call."""
-    _check_name(name)
-    known = name in KNOWN_DATASETS
-    builder = BitnetIdx(
-        config=name if known else _config(name), data_dir=data_dir, file_format="array_record"
-    )
+def _builder(config_name: str, data_dir: str | None) -> BitnetIdx:
+    """The builder of data_dir/bitnet_idx/<config_name>/ (a default config for names not known in code)."""
+    config = config_name if config_name in KNOWN_DATASETS else _config(config_name)
+    return BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
+
+
+def _existing_builder(config_name: str, data_dir: str | None) -> tfds.core.DatasetBuilder | None:
+    """The builder of the prepared folder data_dir/bitnet_idx/<config_name>/, None if there is none."""
+    builder = _builder(config_name, data_dir)
     # TFDS writes into an `incomplete.*` folder and renames it, so the folder exists only when complete
     # (`is_prepared()` would log a warning for a folder that does not exist yet).
-    if builder.data_path.exists():
-        if known:
-            return builder
-        # The shape of an unknown data set is stored with its prepared files, not in code.
-        return tfds.builder_from_directory(builder.data_path)
-    if source_dir is not None:
-        find_idx_files(source_dir)  # a clear error before TFDS starts
-        config = name if known else _folder_config(name, source_dir)
-        builder = BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
-    elif name != "mnist":
-        raise DataError(
-            f"data set {name!r} is not prepared in {builder.data_dir} and only mnist can be downloaded; "
-            f"pass source_dir (a folder with the four IDX files) or set {MNIST_DIR_ENV}"
-        )
-    download_config = tfds.download.DownloadConfig(manual_dir=source_dir)
+    if not builder.data_path.exists():
+        return None
+    # The shape of an unknown data set is stored with its prepared files, not in code.
+    return builder if config_name in KNOWN_DATASETS else tfds.builder_from_directory(builder.data_path)
+
+
+def _prepare(config: str | IdxConfig, source_dir: str | None, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """Prepare the ArrayRecord files of `config` from source_dir (None: download MNIST)."""
+    builder = BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
     tfds.disable_progress_bar()  # one-time preparation: the log line is enough, no bars in logs
-    logging.info("preparing %s once into %s", name, builder.data_dir)
-    builder.download_and_prepare(download_config=download_config)
+    logging.info("preparing %s once into %s", source_dir or "the MNIST download", builder.data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
     return builder
+
+
+def _read_prepared(builder: tfds.core.DatasetBuilder) -> dict[str, np.ndarray]:
+    """The four arrays of a prepared data set, read back whole, shaped and typed as in the IDX files."""
+    sources = builder.as_data_source()
+    arrays = {}
+    for split in ("train", "test"):
+        images, labels = _read_range(sources[split], 0, len(sources[split]), builder.data_dir)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)
+    return arrays
+
+
+def _prepared_checksums(builder: tfds.core.DatasetBuilder) -> dict[str, str]:
+    """The checksums recorded with a prepared data set.
+
+    A cache prepared before checksums were recorded is read back and hashed (a few seconds for
+    MNIST), and the result recorded, so it is identified like any other from then on.
+    """
+    path = Path(os.fspath(builder.data_path)) / _METADATA_FILE
+    try:
+        recorded = json.loads(path.read_text()).get("checksums")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        recorded = None
+    if recorded:
+        return recorded
+    logging.info("%s has no checksums (prepared before they were recorded): hashing it once", path.parent)
+    checksums = idx_checksums(_read_prepared(builder))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs may hash it at once
+    try:
+        tmp.write_text(json.dumps({"checksums": checksums}))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only or full cache still loads, hashed again next time
+        logging.warning("cannot record the checksums in %s (%s); they will be computed again next time", path, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return checksums
+
+
+def _checked(
+    builder: tfds.core.DatasetBuilder, wanted: dict[str, str] | None
+) -> tuple[tfds.core.DatasetBuilder, dict[str, str]]:
+    """(builder, its checksums), which must be `wanted` when a source folder was given."""
+    checksums = _prepared_checksums(builder)
+    if wanted is not None and checksums != wanted:
+        raise DataError(
+            f"prepared data in {builder.data_dir} differ from the IDX files they were prepared from "
+            "(were the files replaced while preparing?); delete that folder and retry"
+        )
+    return builder, checksums
+
+
+def _prepared_builder(
+    name: str, source_dir: str | None, data_dir: str | None
+) -> tuple[tfds.core.DatasetBuilder, dict[str, str]]:
+    """A builder whose ArrayRecord files hold the data of source_dir, preparing them when needed,
+    and their checksums. Without source_dir: the name's own prepared data, or MNIST's download.
+
+    The first data prepared under `name` own bitnet_idx/<name>/; a source folder with other data is
+    prepared beside them in bitnet_idx/<name>-<content key>/, so no folder is answered by the cache
+    of another and both stay usable.
+    """
+    _check_name(name)
+    arrays = read_idx_folder(source_dir) if source_dir is not None else None  # clear errors before TFDS
+    wanted = idx_checksums(arrays) if arrays is not None else None
+    known = name in KNOWN_DATASETS
+    own = _existing_builder(name, data_dir)
+    if own is None:
+        if arrays is None and name != "mnist":
+            raise DataError(
+                f"data set {name!r} is not prepared in {_builder(name, data_dir).data_dir} and only mnist can "
+                f"be downloaded; pass source_dir (a folder with the four IDX files) or set {MNIST_DIR_ENV}"
+            )
+        return _checked(_prepare(name if known else _folder_config(name, arrays), source_dir, data_dir), wanted)
+    checksums = _prepared_checksums(own)
+    if wanted is None or checksums == wanted:
+        return own, checksums
+    keyed = f"{name}-{content_key(wanted)}"
+    builder = _existing_builder(keyed, data_dir)
+    if builder is None:
+        logging.info(
+            "IDX folder %s holds other data than the %s prepared in %s: preparing it beside it",
+            source_dir, name, own.data_dir,
+        )
+        builder = _prepare(_config(keyed) if known else _folder_config(keyed, arrays), source_dir, data_dir)
+    return _checked(builder, wanted)
 
 
 def _read_range(source: Any, start: int, stop: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -414,15 +537,18 @@ def load_splits(
     """Train / validation / test numpy arrays of an IDX data set, prepared once with TFDS, in file order.
 
     source_dir: folder with the four IDX files; for "mnist" it defaults to $BITNET_MNIST_DIR, else
-    MNIST is downloaded (other names need a folder). Ignored once the data set is prepared.
+    MNIST is downloaded (other names need a folder). It is read and hashed on every call: the data
+    loaded are always its data (see the module docstring for where each data set is prepared).
     data_dir: TFDS cache (default ~/tensorflow_datasets); the first call prepares ArrayRecord files
-    there, later calls only read them. Validation is the last `validation_size` images of the train
-    file, train the rest. Subsets keep the first k of train and test (smoke runs) and cap validation
-    to the smaller subset, so a smoke run never reads a whole split.
+    there, later calls only read them. Without source_dir the name's prepared data are used as they
+    are. The returned `identity` names the data and the checksums of their whole files. Validation
+    is the last `validation_size` images of the train file, train the rest. Subsets keep the first k
+    of train and test (smoke runs) and cap validation to the smaller subset, so a smoke run never
+    reads a whole split.
     """
     if source_dir is None and name == "mnist":  # the variable names MNIST's folder, never another set's
         source_dir = os.environ.get(MNIST_DIR_ENV) or None
-    builder = _prepared_builder(name, source_dir, data_dir)
+    builder, checksums = _prepared_builder(name, source_dir, data_dir)
     sources = builder.as_data_source()
     train_source, test_source = sources["train"], sources["test"]
     num_train_file = len(train_source)
@@ -451,6 +577,7 @@ def load_splits(
         test_labels=test[1],
         image_shape=image_shape,
         num_classes=builder.info.features["label"].num_classes,
+        identity={"name": name, "checksums": checksums},
     )
 
 

@@ -31,6 +31,10 @@ class EvaluationError(RuntimeError):
     """The simulated and packed bitwise paths disagree."""
 
 
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used: held by another process, not a folder, or not writable."""
+
+
 ERROR_FILE = "error.txt"  # in the workdir of a run that failed while its group trained on: "error: <message>"
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError, TrainingError, EvaluationError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError, TrainingError, EvaluationError, WorkdirError)

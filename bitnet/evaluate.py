@@ -4,8 +4,10 @@ For a bitwise run `evaluate_workdir` reports three test errors: the compressed r
 (stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
 on the stored binarized model. The last two must agree on every prediction; any difference is an
 error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
-(bitnet-packed-v1). `evaluate_npz` gives the test error of a .npz model alone (published or
-downloaded): the model's meta names its input encoding.
+(bitnet-packed-v1), both with the identity of the test data. A bitwise net with batch norm has no
+packed form yet (issue #14): its eval.json has no packed_error but `packed_skipped`, the reason,
+and no bitwise.npz is written. `evaluate_npz` gives the test error of a .npz model alone
+(published or downloaded): the model's meta names its input encoding.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import binarized, configuration, data, encodings, export, inference, loop, plan, steps
+from bitnet import binarized, configuration, data, encodings, export, inference, loop, plan, provenance, steps, workdir_lock
 from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 
@@ -43,6 +45,7 @@ def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
     return results
 
 
+@workdir_lock.holding_workdir  # never beside a training run in the same workdir
 def evaluate_workdir(workdir: str) -> dict:
     """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz)."""
     config = configuration.read_config(workdir)
@@ -53,13 +56,19 @@ def evaluate_workdir(workdir: str) -> dict:
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
+    results["provenance"] = provenance.record(workdir)
+    results["data"] = splits.identity  # name and file checksums: which data the errors were measured on
 
     simulated = None
     for stage in stages:
-        params = loop.best_params(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
-        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), params, inputs, config.eval_batch_size))
+        variables = loop.best_variables(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
+        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, config.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
-    if plan.binarized_stage(stages) is not None:
+    final = plan.binarized_stage(stages)
+    if final is not None and plan.packed_missing(final):
+        results["packed_skipped"] = plan.packed_missing(final)
+        logging.warning("%s: packed path skipped: %s", workdir, results["packed_skipped"])
+    elif final is not None:
         packed = packed_predictions(*binarized.load(workdir), splits.test_images)
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))
@@ -69,8 +78,9 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        provenance = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
-        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), provenance)
+        model_meta = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
+        model_meta.update(provenance=results["provenance"], data=splits.identity)
+        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), model_meta)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

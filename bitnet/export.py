@@ -106,6 +106,9 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str = "model") -> None:
                     f"{where}: {key} is {array.dtype}{list(array.shape)}, expected "
                     f"{np.dtype(dtype)}{list(shape)}; the file is damaged or from another format"
                 )
+        outside = arrays[f"b{index}"][np.abs(arrays[f"b{index}"].astype(np.int16)) > 1]
+        if outside.size:
+            raise ExportError(f"{where}: b{index} holds {int(outside[0])}, but biases must be -1, 0 or +1; the file is damaged")
         if int(arrays[f"n_in{index}"]) != n_in:
             raise ExportError(f"{where}: n_in{index} = {int(arrays[f'n_in{index}'])}, expected {n_in}")
         if np.any(arrays[f"w{index}_sign"] & ~arrays[f"w{index}_mask"]):

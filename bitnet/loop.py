@@ -62,28 +62,30 @@ class _Pace:
         self.chunk_steps = max(1, int(CHUNK_SECONDS * steps_done / max(seconds, 1e-6)))
 
     def eta(self, step: int) -> str:
-        """The remaining time at `step`, for a log line (which makes the next progress line due CHUNK_SECONDS later)."""
+        """The remaining time at `step`, for a log line (the next progress line is due half a chunk later)."""
         self.logged = time.time()
         return _format_duration((self.logged - self.started) / max(step - self.first_step, 1) * (self.total_steps - step))
 
     def log_due(self) -> bool:
-        return time.time() - self.logged >= CHUNK_SECONDS
+        """Whether a progress line is due: chunks take up to CHUNK_SECONDS, so one about every chunk."""
+        return time.time() - self.logged >= CHUNK_SECONDS / 2
 
 
-def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | None, writer: MetricWriter) -> dict:
-    """Train one stage to the end (resuming if a checkpoint exists); return its best parameters."""
+def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict | None, writer: MetricWriter) -> dict:
+    """Train one stage to the end (resuming if a checkpoint exists); return its best model variables."""
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
     model = steps.make_model(stage)
     schedule = steps.make_schedule(stage, steps_per_epoch)
     optimizer = steps.make_optimizer(stage, schedule)
     seed_key = steps.stage_key(stage)
-    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_params)
+    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_variables)
 
     state, best_error = resume(stage, workdir, state, writer, steps_per_epoch)
     first_step = int(state["step"])
 
-    train_chunk = steps.make_train_chunk(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
+    augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
+    train_chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     predict = steps.make_predict(model)
     pace = _Pace(first_step, stage.epochs * steps_per_epoch)
     epoch_end = EpochEnd(stage, workdir, writer, dataset, predict, schedule, steps_per_epoch, first_step, pace)
@@ -105,7 +107,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | 
         state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
         if preemption.requested():
             raise _preempted(workdir, stage, int(state["step"]))
-    return best_params(stage, workdir, dataset.input_size)
+    return best_variables(stage, workdir, dataset.input_size)
 
 
 def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWriter, steps_per_epoch: int) -> tuple[steps.TrainState, float]:
@@ -151,7 +153,7 @@ class EpochEnd:
         last = epoch == stage.epochs
         val_error = None
         if epoch % stage.eval_every_epochs == 0 or last:
-            val_error = steps.error_rate(self.predict, state["params"], self.dataset.validation_inputs, self.dataset.validation_labels, stage.eval_batch_size)
+            val_error = steps.error_rate(self.predict, steps.model_variables(state), self.dataset.validation_inputs, self.dataset.validation_labels, stage.eval_batch_size)
         is_best = val_error is not None and val_error < best_error
         best_error = min(best_error, math.inf if val_error is None else val_error)
         step = int(state["step"])
@@ -197,9 +199,9 @@ def _percent(value: float | None) -> str:
     return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
 
 
-def best_params(stage: Stage, workdir: str, input_size: int) -> dict:
-    """The best-by-validation parameters of a finished stage (in its own workdir); CheckpointError if none."""
-    return checkpoints.restore_best_params(workdir, stage.name, steps.abstract_params(stage, input_size))
+def best_variables(stage: Stage, workdir: str, input_size: int) -> dict:
+    """The best-by-validation model variables of a finished stage (in its own workdir); CheckpointError if none."""
+    return checkpoints.restore_best_variables(workdir, stage.name, steps.abstract_variables(stage, input_size))
 
 
 def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:

@@ -16,6 +16,16 @@ For bitwise networks the STE sees a / sqrt(fan_in) (sign is unchanged by a posit
 |x| <= 1 window of the hard-tanh surrogate covers about one standard deviation of the integer
 pre-activation instead of only |a| <= 1; the output logits are likewise a / sqrt(fan_in), which
 keeps the softmax cross-entropy in a trainable range.
+
+With `batch_norm`, each hidden layer (not the output) is  h = act(BN(x @ W')),  W' the mode's
+kernel, no bias (BN's shift replaces it: BN cancels any bias, whose gradient would be noise), and
+
+    BN(a) = scale * (a - mean) / sqrt(var + 1e-4) + bias
+
+with the batch's mean and variance in training and the running averages (momentum 0.9: BinaryNet's
+alpha = 0.1 and epsilon) in evaluation. BN already brings a to about unit variance, so the STE sees
+BN(a) unscaled. Layer l's parameters are params["bn{l}"] = {scale, bias} and its statistics
+batch_stats["bn{l}"] = {mean, var} (issue #14 folds them with sign into one integer threshold).
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ import jax.numpy as jnp
 from bitnet import quantizers
 
 MODES = ("float", "compressed", "bitwise")
+BN_MOMENTUM = 0.9  # running statistics: new = 0.9 old + 0.1 batch (BinaryNet's alpha = 0.1)
+BN_EPSILON = 1e-4  # BinaryNet's
 FLOAT_ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
 
 
@@ -39,13 +51,18 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def layer_weights(params: dict, mode: str, sparsity: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array]:
-    """The (kernel, bias) a layer of `mode` multiplies with, from its raw parameters."""
-    kernel, bias = params["kernel"], params["bias"]
+def _weights(values: jax.Array, mode: str, sparsity: float | jax.Array) -> jax.Array:
     if mode == "compressed":
-        return jnp.tanh(kernel), jnp.tanh(bias)
+        return jnp.tanh(values)
     if mode == "bitwise":
-        return quantizers.ternarize(kernel, sparsity), quantizers.ternarize(bias, 0.0)
+        return quantizers.ternarize(values, sparsity)
+    return values
+
+
+def layer_weights(params: dict, mode: str, sparsity: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array]:
+    """The (kernel, bias) a layer of `mode` multiplies with, from its raw parameters (bias 0 if it has none)."""
+    kernel = _weights(params["kernel"], mode, sparsity)
+    bias = _weights(params["bias"], mode, 0.0) if "bias" in params else jnp.zeros(kernel.shape[-1], kernel.dtype)
     return kernel, bias
 
 
@@ -55,15 +72,15 @@ class BitDense(nn.Module):
     features: int
     mode: str = "bitwise"
     sparsity: float | jax.Array = 0.0  # lambda, or the traced count k (quantizers.sparsity_mask)
+    use_bias: bool = True  # False before batch norm
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        params = {
-            "kernel": self.param("kernel", nn.initializers.glorot_uniform(), (x.shape[-1], self.features)),
-            "bias": self.param("bias", nn.initializers.zeros, (self.features,)),
-        }
+        params = {"kernel": self.param("kernel", nn.initializers.glorot_uniform(), (x.shape[-1], self.features))}
+        if self.use_bias:
+            params["bias"] = self.param("bias", nn.initializers.zeros, (self.features,))
         kernel, bias = layer_weights(params, self.mode, self.sparsity)
-        return x @ kernel + bias
+        return x @ kernel + bias if self.use_bias else x @ kernel
 
 
 class Dropout(nn.Module):
@@ -98,6 +115,7 @@ class MLP(nn.Module):
     activation: str = "relu"  # float mode only: relu or tanh
     dropout_rate: float | jax.Array = 0.0  # on hidden activations (a group's runs: traced, one each)
     input_dropout_rate: float | jax.Array = 0.0
+    batch_norm: bool = False  # BN of each hidden pre-activation (module docstring)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -106,12 +124,17 @@ class MLP(nn.Module):
         x = Dropout(self.input_dropout_rate)(x, deterministic=not train)
         for index, size in enumerate(sizes):
             scale = 1.0 / math.sqrt(x.shape[-1])
+            output = index == len(sizes) - 1
             sparsity = self.sparsity[index] if isinstance(self.sparsity, (tuple, list)) else self.sparsity
-            a = BitDense(size, self.mode, sparsity, name=f"dense{index}")(x)
+            a = BitDense(size, self.mode, sparsity, use_bias=output or not self.batch_norm, name=f"dense{index}")(x)
             self.sow("intermediates", "preactivations", a)
-            if index == len(sizes) - 1:
+            if output:
                 return a * scale if self.mode == "bitwise" else a
-            x = self._activate(a, scale)
+            if self.batch_norm:
+                normalize = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn{index}")
+                x = self._activate(normalize(a), 1.0)
+            else:
+                x = self._activate(a, scale)
             x = Dropout(self.dropout_rate)(x, deterministic=not train)
         raise AssertionError("unreachable")
 
@@ -131,5 +154,5 @@ def ternary_layers(params: dict, sparsity: float = 0.0) -> list[tuple[jax.Array,
 
 
 def layer_names(params: dict) -> list[str]:
-    """The MLP's layer names in forward order (dense0, dense1, ..., dense10: numeric, not lexical)."""
-    return sorted(params, key=lambda name: int(name.removeprefix("dense")))
+    """The MLP's dense layer names in forward order (dense0, dense1, ..., dense10: numeric, not lexical)."""
+    return sorted((name for name in params if name.startswith("dense")), key=lambda name: int(name.removeprefix("dense")))

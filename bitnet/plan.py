@@ -40,6 +40,7 @@ class Network:
     mode: str  # float | compressed | bitwise (bitnet.models)
     activation: str  # float mode only
     surrogate: str  # bitwise mode only: the STE backward
+    batch_norm: bool = False  # batch norm of each hidden layer's pre-activation (bitnet.models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Hyperparameters:
     dropout_rate: float
     input_dropout_rate: float
     sparsity: float  # lambda: fraction of each bitwise layer's weights set to 0
+    final_learning_rate: float = 0.0  # cosine / exponential: the rate the decay reaches at the stage's last step
+    decay_factor: float = 0.5  # step schedule: the rate is multiplied by this ...
+    decay_every_epochs: int = 40  # ... every this many epochs
+    clip_weights: float = 0.0  # > 0: kernels clipped to [-c, c] after every update (c in clip_unit); 0: off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +73,16 @@ class Stage:
     epochs: int
     batch_size: int
     optimizer: str  # adam | adamw | sgd
-    schedule: str  # cosine | constant
+    schedule: str  # cosine | constant | exponential | step (bitnet.steps.make_schedule)
     warmup_epochs: int
     max_shift: int  # random shifts of the training images, in pixels (0: none)
     eval_batch_size: int
     eval_every_epochs: int  # validate (and maybe save the best) every N epochs, and after the last
     checkpoint_every_epochs: int  # save the latest state every N epochs, and after the last
     checkpoint_every_seconds: float  # ... and at the end of an epoch T seconds after the last save (0: off)
+    loss: str = "cross_entropy"  # cross_entropy | squared_hinge (bitnet.steps.LOSSES)
+    layer_lr_scale: str = "none"  # none | glorot: each kernel's update times 1/H (bitnet.steps.glorot_h)
+    clip_unit: str = "absolute"  # absolute | glorot: clip_weights is a value, or a multiple of each kernel's H
 
 
 def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str, source_workdir: str = "") -> Stage:
@@ -93,6 +101,7 @@ def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str,
             mode=mode,
             activation=str(config.model.activation),
             surrogate=str(config.stage2.surrogate),
+            batch_norm=bool(config.model.batch_norm),
         ),
         hyper=Hyperparameters(
             learning_rate=float(settings.learning_rate),
@@ -100,6 +109,10 @@ def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str,
             dropout_rate=float(settings.dropout_rate),
             input_dropout_rate=float(settings.input_dropout_rate),
             sparsity=float(config.stage2.sparsity) if bitwise else 0.0,
+            final_learning_rate=float(settings.final_learning_rate),
+            decay_factor=float(settings.decay_factor),
+            decay_every_epochs=int(settings.decay_every_epochs),
+            clip_weights=float(settings.clip_weights),
         ),
         epochs=int(settings.epochs),
         batch_size=int(settings.batch_size),
@@ -111,6 +124,9 @@ def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str,
         eval_every_epochs=int(settings.eval_every_epochs),
         checkpoint_every_epochs=int(settings.checkpoint_every_epochs),
         checkpoint_every_seconds=float(settings.checkpoint_every_seconds),
+        loss=str(settings.loss),
+        layer_lr_scale=str(settings.layer_lr_scale),
+        clip_unit=str(settings.clip_unit),
     )
 
 
@@ -127,6 +143,25 @@ def plan(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
 def binarized_stage(stages: tuple[Stage, ...]) -> Stage | None:
     """The stage whose best parameters become the packed XNOR-popcount model (a bitwise last stage)."""
     return stages[-1] if stages[-1].network.mode == "bitwise" else None
+
+
+# Why a bitwise network with batch norm has no packed model yet (train, evaluate and export say it).
+NO_PACKED_BATCH_NORM = (
+    "bitnet-packed-v1 cannot represent batch norm (model.batch_norm=True): it needs threshold neurons, batch norm "
+    "and sign folded into one integer threshold per neuron, the bitnet-packed-v2 format of issue #14 (not written "
+    "yet); the simulated bitwise net (eval.json's bitwise_error) is this run's bitwise result"
+)
+
+
+def packed_missing(stage: Stage) -> str:
+    """Why the bitwise `stage`'s network has no bitnet-packed-v1 form, or "" when it has one."""
+    return NO_PACKED_BATCH_NORM if stage.network.batch_norm else ""
+
+
+def run_packed_missing(config: ml_collections.ConfigDict) -> str:
+    """Why a bitwise run of `config` has no packed model (batch norm), or "" (it has one, or is a float run)."""
+    final = binarized_stage(plan(config))
+    return packed_missing(final) if final is not None else ""
 
 
 def stage_workdir(stage: Stage, workdir: str) -> str:

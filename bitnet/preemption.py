@@ -1,7 +1,10 @@
-"""Preemption: SIGTERM (the usual preemption signal) asks training to checkpoint and stop.
+"""Preemption and Ctrl-C: SIGTERM (the usual preemption signal) or SIGINT asks training to checkpoint and stop.
 
 The handler only records the request; the training loop checks it after each step, saves the
 latest checkpoint and raises `Preempted`, so the run stops cleanly and the same command resumes.
+The program then exits with status 128 + the signal's number, as a shell reports a process that
+signal ended: 143 for SIGTERM, 130 for SIGINT (Ctrl-C). A second Ctrl-C stops at once, without
+the checkpoint (the same command resumes from the last one saved).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import signal
 import threading
 
 _requested: list[str] = []
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Preempted(RuntimeError):
@@ -22,21 +26,29 @@ def requested() -> str | None:
     return _requested[0] if _requested else None
 
 
+def exit_status() -> int:
+    """128 + the number of the signal that asked to stop (SIGTERM if none was recorded)."""
+    return 128 + signal.Signals[requested() or "SIGTERM"].value
+
+
 def _handle(signum, frame) -> None:
     del frame
     if not _requested:
         _requested.append(signal.Signals(signum).name)
+    elif signum == signal.SIGINT:  # Ctrl-C again: do not wait for the checkpoint
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def stop_on_sigterm():
-    """Within this block SIGTERM requests a clean stop instead of killing the process."""
+    """Within this block SIGTERM and SIGINT request a clean stop instead of killing the process."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
     _requested.clear()
-    previous = signal.signal(signal.SIGTERM, _handle)
+    previous = {signum: signal.signal(signum, _handle) for signum in SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,18 +1,25 @@
-"""The training step of a stage: its model, schedule and optimizer, the jitted step, prediction.
+"""The training step of a stage: its model, loss, schedule and optimizer, the jitted step, prediction.
 
 Every function takes a `bitnet.plan.Stage` (or what was built from one), never the config. One
-step is the same for every mode: softmax cross-entropy of the MLP's logits,
+step is the same for every mode: the stage's loss of the MLP's scores y = f(x; W),
 
-    loss = -mean_i log softmax(f(x_i; W))_{y_i}
+    cross_entropy   loss = -mean_i log softmax(y_i)_{label_i}                     (the default)
+    squared_hinge   loss = mean_{i,k} max(0, 1 - t_ik y_ik)^2,  t_ik = +1 if k = label_i else -1
+                                                                                  (BinaryNet's)
 
 (f uses tanh(W) in the compressed stage and ternarize(W) with the straight-through estimator in
-the bitwise stage, bitnet.models), and one optimizer update of the real-valued parameters W.
+the bitwise stage, bitnet.models), one optimizer update of the real-valued parameters W (each
+kernel's update times 1/H with `layer_lr_scale = "glorot"`), then, with `clip_weights = c > 0`,
+every kernel clipped to [-c, c] (or [-c H, c H] with `clip_unit = "glorot"`), where
+H = sqrt(1.5 / (fan_in + fan_out)) is BinaryNet's "Glorot" H of the layer. With batch norm the
+model's running statistics ("batch_stats") are updated by the step and kept in the train state.
 The step's dropout key is fold_in(stage key, global step), and its batch is a row of the epoch's
 order: both pure functions of (seed, epoch, step), which is what makes resuming bit-exact.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
@@ -22,7 +29,8 @@ import optax
 from bitnet import augmentation, encodings, models
 from bitnet.plan import Stage
 
-TrainState = dict  # {"params", "opt_state", "step", "totals"}: a plain pytree, checkpointed as it is
+TrainState = dict  # {"params", "opt_state", "step", "totals"} (+ "batch_stats"): a plain pytree, checkpointed as it is
+VARIABLES = ("params", "batch_stats")  # the model's variables in a train state; batch_stats only with batch norm
 
 
 def make_model(stage: Stage) -> models.MLP:
@@ -36,29 +44,81 @@ def make_model(stage: Stage) -> models.MLP:
         activation=network.activation,
         dropout_rate=hyper.dropout_rate,
         input_dropout_rate=hyper.input_dropout_rate,
+        batch_norm=network.batch_norm,
     )
 
 
 def make_schedule(stage: Stage, steps_per_epoch: int) -> optax.Schedule:
-    """Linear warmup (if any), then constant or cosine decay to 0 over the stage."""
-    learning_rate = stage.hyper.learning_rate
+    """Linear warmup from 0 (if any), then over the remaining T steps (t counted from the warmup's end):
+
+        constant     lr
+        cosine       final + (lr - final) (1 + cos(pi t / T)) / 2         (final = final_learning_rate)
+        exponential  lr (final / lr)^(t / T)                              (BinaryNet's decay, per step)
+        step         lr decay_factor^floor(t / (decay_every_epochs * steps_per_epoch))
+    """
+    hyper = stage.hyper
+    learning_rate = hyper.learning_rate
     warmup = stage.warmup_epochs * steps_per_epoch
     decay_steps = max(stage.epochs * steps_per_epoch - warmup, 1)
     if stage.schedule == "constant":
         main = optax.constant_schedule(learning_rate)
+    elif stage.schedule == "exponential":
+        main = optax.exponential_decay(learning_rate, decay_steps, hyper.final_learning_rate / learning_rate)
+    elif stage.schedule == "step":
+        main = optax.exponential_decay(learning_rate, hyper.decay_every_epochs * steps_per_epoch, hyper.decay_factor, staircase=True)
     else:
-        main = optax.cosine_decay_schedule(learning_rate, decay_steps)
+        main = optax.cosine_decay_schedule(learning_rate, decay_steps, alpha=hyper.final_learning_rate / learning_rate)
     if not warmup:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), main], [warmup])
 
 
+def glorot_h(shape: tuple[int, ...]) -> float:
+    """BinaryNet's H="Glorot" of a kernel [fan_in, fan_out]: sqrt(1.5 / (fan_in + fan_out)).
+
+    (Half the bound sqrt(6 / (fan_in + fan_out)) of the glorot_uniform init bitnet's layers use.)
+    """
+    return math.sqrt(1.5 / (shape[0] + shape[1]))
+
+
+def map_kernels(function: Callable[[jax.Array], jax.Array], tree: dict) -> dict:
+    """`function` applied to every layer's kernel of a parameter-shaped tree; biases and batch-norm leaves as they are."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: function(leaf) if path[-1] == jax.tree_util.DictKey("kernel") else leaf, tree
+    )
+
+
+def scale_kernel_updates(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optimizer` with each kernel's update multiplied by 1/H (BinaryNet's W_LR_scale="Glorot"); same state."""
+
+    def update(updates, state, params=None):
+        updates, state = optimizer.update(updates, state, params)
+        return map_kernels(lambda update: update * (1.0 / glorot_h(update.shape)), updates), state
+
+    return optax.GradientTransformation(optimizer.init, update)
+
+
 def make_optimizer(stage: Stage, schedule: optax.Schedule) -> optax.GradientTransformation:
     if stage.optimizer == "adam":
-        return optax.adam(schedule)
-    if stage.optimizer == "adamw":
-        return optax.adamw(schedule, weight_decay=stage.hyper.weight_decay)
-    return optax.sgd(schedule, momentum=0.9, nesterov=True)
+        optimizer = optax.adam(schedule)
+    elif stage.optimizer == "adamw":
+        optimizer = optax.adamw(schedule, weight_decay=stage.hyper.weight_decay)
+    else:
+        optimizer = optax.sgd(schedule, momentum=0.9, nesterov=True)
+    return scale_kernel_updates(optimizer) if stage.layer_lr_scale == "glorot" else optimizer
+
+
+def make_projection(stage: Stage) -> Callable[[dict], dict] | None:
+    """The clipping of the shadow weights after each update: kernels to [-c, c] (c = clip_weights, times
+    each kernel's H with clip_unit = "glorot"); None when clip_weights is 0."""
+    clip = stage.hyper.clip_weights
+    if not clip:
+        return None
+
+    def bound(kernel: jax.Array) -> float:
+        return clip * glorot_h(kernel.shape) if stage.clip_unit == "glorot" else clip
+
+    return lambda params: map_kernels(lambda kernel: jnp.clip(kernel, -bound(kernel), bound(kernel)), params)
 
 
 def make_augment(stage: Stage, encoding: encodings.Encoding, input_size: int) -> augmentation.Augment | None:
@@ -70,14 +130,33 @@ def stage_key(stage: Stage) -> jax.Array:
     return jax.random.fold_in(jax.random.key(stage.seed), stage.salt)
 
 
-def abstract_params(stage: Stage, input_size: int) -> dict:
-    """Shapes and dtypes of a stage's parameters (for restoring them), without computing any."""
+def model_variables(tree: dict) -> dict:
+    """The model's variables ({"params"} and, with batch norm, {"batch_stats"}) of a train state or of model.init."""
+    return {name: tree[name] for name in VARIABLES if name in tree}
+
+
+def abstract_variables(stage: Stage, input_size: int) -> dict:
+    """Shapes and dtypes of a stage's model variables (for restoring them), without computing any."""
     example = jax.ShapeDtypeStruct((1, input_size), jnp.float32)
-    return jax.eval_shape(lambda x: make_model(stage).init(jax.random.key(0), x)["params"], example)
+    return jax.eval_shape(lambda x: model_variables(make_model(stage).init(jax.random.key(0), x)), example)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """-mean_i log softmax(y_i)_{label_i}."""
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def squared_hinge(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """BinaryNet's loss: mean over examples and classes of max(0, 1 - t y)^2, t = +1 for the label, -1 for the rest."""
+    targets = 2.0 * jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype) - 1.0
+    return jnp.mean(jnp.square(jnp.maximum(0.0, 1.0 - targets * logits)))
+
+
+LOSSES = {"cross_entropy": cross_entropy, "squared_hinge": squared_hinge}
+
+
+def make_loss(stage: Stage) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    return LOSSES[stage.loss]
 
 
 def zero_totals() -> dict:
@@ -85,19 +164,24 @@ def zero_totals() -> dict:
 
 
 def init_state(
-    model: models.MLP, optimizer: optax.GradientTransformation, key: jax.Array, example_input: jax.Array, params: dict | None = None
+    model: models.MLP, optimizer: optax.GradientTransformation, key: jax.Array, example_input: jax.Array, variables: dict | None = None
 ) -> TrainState:
-    """The state at step 0: `params` (else fresh ones from `key`), the optimizer's state, zero totals."""
-    if params is None:
-        params = model.init(key, example_input)["params"]
-    return {"params": params, "opt_state": optimizer.init(params), "step": jnp.zeros((), jnp.int32), "totals": zero_totals()}
+    """The state at step 0: the model `variables` (else fresh ones from `key`), the optimizer's state, zero totals."""
+    if variables is None:
+        variables = model_variables(model.init(key, example_input))
+    return {**variables, "opt_state": optimizer.init(variables["params"]), "step": jnp.zeros((), jnp.int32), "totals": zero_totals()}
 
 
 def step_function(
-    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
+    model: models.MLP,
+    optimizer: optax.GradientTransformation,
+    augment: augmentation.Augment | None = None,
+    loss: Callable[[jax.Array, jax.Array], jax.Array] = cross_entropy,
+    project: Callable[[dict], dict] | None = None,
 ) -> Callable:
     """One step on the batch `indices` of the device-resident training set (augmented, if given); not jitted.
 
+    `loss` is one of LOSSES, `project` (make_projection) clips the parameters after the update.
     The state carries the running epoch totals (loss, errors, first non-finite step) on device,
     so the host never waits on a step and a checkpoint taken mid-epoch keeps them.
     """
@@ -108,39 +192,40 @@ def step_function(
             batch_inputs = augment(batch_inputs, jax.random.fold_in(key, 1))
 
         def loss_fn(params):
-            logits = model.apply({"params": params}, batch_inputs, train=True, rngs={"dropout": key})
-            return cross_entropy(logits, batch_labels), logits
+            variables = {**model_variables(state), "params": params}
+            updatable = [name for name in variables if name != "params"]  # batch_stats: batch norm's running statistics
+            logits, updated = model.apply(variables, batch_inputs, train=True, rngs={"dropout": key}, mutable=updatable)
+            return loss(logits, batch_labels), (logits, updated)
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (value, (logits, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
         totals = state["totals"]
         step = state["step"] + 1
         return {
-            "params": optax.apply_updates(state["params"], updates),
+            **updated,
+            "params": params if project is None else project(params),
             "opt_state": opt_state,
             "step": step,
             "totals": {
-                "loss": totals["loss"] + loss,
+                "loss": totals["loss"] + value,
                 "errors": totals["errors"] + jnp.sum(jnp.argmax(logits, -1) != batch_labels),
-                "first_bad_step": jnp.where((totals["first_bad_step"] < 0) & ~jnp.isfinite(loss), step, totals["first_bad_step"]),
+                "first_bad_step": jnp.where((totals["first_bad_step"] < 0) & ~jnp.isfinite(value), step, totals["first_bad_step"]),
             },
         }
 
     return train_step
 
 
-def make_train_step(
-    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
-) -> Callable:
-    """`step_function` jitted: (state, inputs, labels, indices, key) -> state."""
-    return jax.jit(step_function(model, optimizer, augment))
+def make_train_step(model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None, **options) -> Callable:
+    """`step_function` jitted: (state, inputs, labels, indices, key) -> state; `options`: its loss and project."""
+    return jax.jit(step_function(model, optimizer, augment, **options))
 
 
-def make_train_chunk(
-    model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None
-) -> Callable:
-    """`chunk_function` of `step_function`, jitted: (state, inputs, labels, order, start_row, num_steps, key) -> state."""
-    return jax.jit(chunk_function(step_function(model, optimizer, augment)))
+def make_train_chunk(model: models.MLP, optimizer: optax.GradientTransformation, augment: augmentation.Augment | None = None, **options) -> Callable:
+    """`chunk_function` of `step_function`, jitted: (state, inputs, labels, order, start_row, num_steps, key) -> state;
+    `options`: its loss and project."""
+    return jax.jit(chunk_function(step_function(model, optimizer, augment, **options)))
 
 
 def chunk_function(step: Callable) -> Callable:
@@ -166,18 +251,20 @@ def chunk_function(step: Callable) -> Callable:
 
 
 def make_predict(model: models.MLP) -> Callable:
+    """(variables, inputs) -> classes; batch norm uses its running statistics (variables["batch_stats"])."""
+
     @jax.jit
-    def predict(params: dict, inputs: jax.Array) -> jax.Array:
-        return jnp.argmax(model.apply({"params": params}, inputs), axis=-1)
+    def predict(variables: dict, inputs: jax.Array) -> jax.Array:
+        return jnp.argmax(model.apply(variables, inputs), axis=-1)
 
     return predict
 
 
-def predictions(predict: Callable, params: dict, inputs: jax.Array, batch_size: int) -> jax.Array:
+def predictions(predict: Callable, variables: dict, inputs: jax.Array, batch_size: int) -> jax.Array:
     """Class predictions for all `inputs`, computed in batches of `batch_size`."""
-    return jnp.concatenate([predict(params, inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)])
+    return jnp.concatenate([predict(variables, inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)])
 
 
-def error_rate(predict: Callable, params: dict, inputs: jax.Array, labels: jax.Array, batch_size: int) -> float:
+def error_rate(predict: Callable, variables: dict, inputs: jax.Array, labels: jax.Array, batch_size: int) -> float:
     """Fraction of misclassified examples, evaluated in batches."""
-    return int(jnp.sum(predictions(predict, params, inputs, batch_size) != labels)) / len(labels)
+    return int(jnp.sum(predictions(predict, variables, inputs, batch_size) != labels)) / len(labels)

@@ -13,17 +13,15 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
-from collections import defaultdict
 from typing import Hashable
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from bitnet import configuration, export, summary
+from bitnet import configuration, export, provenance, registry, summary
 from bitnet.metrics import read_metrics
 
 _FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
@@ -142,12 +140,6 @@ def select(runs: list[Run], names: list[str] | None) -> list[Run]:
     return [run for run in runs if run.name in names]
 
 
-def setting(name: str) -> str:
-    """A run's name without its seed ("bipolar-bitwise-seed2" -> "bipolar-bitwise"): the seeds of
-    one setting share it, and the summary pools only those."""
-    return re.sub(r"-seed\d+$", "", name)
-
-
 def _read_json(path: str) -> dict | None:
     if not os.path.exists(path):
         return None
@@ -155,17 +147,25 @@ def _read_json(path: str) -> dict | None:
         return json.load(file)
 
 
-def run_record(workdir: str) -> dict | None:
-    """What a finished run measured: its eval.json, the config fields an ablation varies, the best
-    validation error and training time of each stage, and the stored size of its bitwise model.
-    None when the run has no eval.json yet."""
+def run_record(workdir: str, sweep_name: str = "", run_name: str = "") -> dict | None:
+    """A registry entry (`bitnet.registry`) for a finished run: its eval.json errors, its config
+    without paths, the hardware that trained it and its provenance, the best validation error and
+    training time of its last stage, and the stored size of its bitwise model. None without eval.json."""
     result = _read_json(os.path.join(workdir, "eval.json"))
     if result is None:
         return None
     config = _read_json(os.path.join(workdir, "config.json")) or {}
+    segments = provenance.read_segments(workdir)
     metrics = read_metrics(workdir)
-    record = dict(result)
-    record["seed"] = config.get("seed")
+    record = {key: value for key, value in result.items() if key != "provenance"}
+    record.update(
+        sweep=sweep_name or os.path.basename(os.path.dirname(os.path.abspath(workdir))),
+        run=run_name or os.path.basename(os.path.abspath(workdir)),
+        seed=config.get("seed"),
+        config=registry.without_paths(configuration.config_fields(config)),
+        hardware=provenance.hardware(segments),
+        provenance={"commits": provenance.commits(segments), "segments": segments},
+    )
     stage2 = config.get("stage2", {})
     if result.get("run_kind") == "bitwise":
         record.update(sparsity=stage2.get("sparsity"), init=stage2.get("init"), surrogate=stage2.get("surrogate"))
@@ -181,43 +181,41 @@ def run_record(workdir: str) -> dict | None:
     return record
 
 
-def _percent(value) -> str:
-    return "" if value is None else f"{100 * value:.2f}"
-
-
-def _count(value) -> str:
-    return "" if value is None else f"{value:,}"
-
-
 def results_table(root: str, names: list[str]) -> str:
-    """Markdown: one row per run (errors in %), then mean +- std over the seeds of each setting.
+    """Markdown: one row per run (`registry.runs_table`), then the pools: mean +- std over the seeds
+    of each config on each kind of hardware, every seed listed (`registry.pools_table`).
 
-    "bitwise" is the simulated Flax forward, "packed" the XNOR-popcount path on the exported
-    model, "best val" the stage's model-selection error, "stored bits" the packed size as
-    `bitnet.summary` counts it (sign planes, mask planes where a layer has zeros, int8 biases).
+    "packed" is the XNOR-popcount path on the exported model, "best val" the last stage's
+    model-selection error, "stored bits" the packed size as `bitnet.summary` counts it.
     """
-    lines = [
-        "| run | run kind | encoding | seed | lambda | stage-2 init | STE | float % | compressed % | bitwise % "
-        "| packed % | best val % | nonzero weights | stored bits | train min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    records, missing = [], []
     for name in names:
-        record = run_record(os.path.join(root, name))
-        if record is None:
-            lines.append(f"| {name} | missing eval.json |" + " |" * 13)
-            continue
-        cells = [
-            name, record["run_kind"], record["encoding"], str(record["seed"]),
-            *(str(record.get(key, "")) for key in ("sparsity", "init", "surrogate")),
-            *(_percent(record.get(key)) for key in ERROR_KEYS), _percent(record["best_val_error"]),
-            _count(record.get("nonzero_weights")), _count(record.get("stored_bits")), f"{record['train_seconds'] / 60:.1f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-        final = record.get("packed_error", record.get("float_error"))
-        groups[(setting(name), record["run_kind"], record["encoding"])].append(final)
-    lines += ["", "| setting | run kind | encoding | test error % (mean +- std over seeds) | seeds |", "|---|---|---|---|---|"]
-    for (name, kind, encoding), values in groups.items():
-        spread = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "n/a"
-        lines.append(f"| {name} | {kind} | {encoding} | {100 * statistics.mean(values):.2f} +- {spread} | {len(values)} |")
+        record = run_record(os.path.join(root, name), os.path.basename(os.path.abspath(root)), name)
+        (missing.append(name) if record is None else records.append(record))
+    lines = [registry.runs_table(records)]
+    lines += [f"| {name} | missing eval.json |" + " |" * 12 for name in missing]
+    lines += ["", "Pooled by config (but the seed) and hardware:", "", registry.pools_table(records)]
     return "\n".join(lines) + "\n"
+
+
+def run_config(base_config: str, run: Run):
+    """The config a run trains with: the base config file with the run's overrides, parsed exactly
+    as `experiments.train --config=BASE --config.field=value` parses them."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = ["sweep", f"--config={base_config}", *(f"--config.{key}={value}" for key, value in run.overrides)]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+def load_sweep(path: str):
+    """A sweep file's get_config(): {base, runs}."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()

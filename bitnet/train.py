@@ -2,7 +2,7 @@
 
     check the config and the workdir  ->  load and encode the data once  ->  for each stage of
     bitnet.plan: start it (random / previous stage's best / finished elsewhere) and run its loop
-    (bitnet.loop)  ->  store the binarized model (bitnet.binarized)
+    (bitnet.loop)  ->  store the binarized model (bitnet.binarized; none with batch norm, issue #14)
 
 Each epoch writes a metrics line (WORKDIR/metrics.jsonl and TensorBoard events under
 WORKDIR/tensorboard) and the stage's latest/best orbax checkpoints. Rerunning the same command
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import augmentation, binarized, configuration, data, loop, plan, preemption, steps, summary
+from bitnet import augmentation, binarized, configuration, data, loop, plan, preemption, provenance, steps, summary, workdir_lock
 from bitnet.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: importable from here, as before)
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
@@ -55,8 +55,9 @@ def check_fits_data(stages: tuple[plan.Stage, ...], dataset: Dataset) -> None:
                 raise ConfigError(f"config.{stage.field}.max_shift={stage.max_shift}: {error}") from None
 
 
+@workdir_lock.holding_workdir  # one run at a time per workdir
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
-    """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best params."""
+    """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best variables."""
     configuration.check(config)
     configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
     configuration.stage1_workdir(config, workdir)  # a shared stage 1 must fit this config
@@ -70,19 +71,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
     )
     _log_summary(stages[-1], dataset)
-    params = None
-    with preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
+    variables = None
+    with provenance.segment(workdir), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for stage in stages:
             if stage.start == plan.FINISHED:
-                params = loop.best_params(stage, stage.source_workdir, dataset.input_size)
+                variables = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
                 logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
                 continue
-            params = loop.run_stage(stage, workdir, dataset, params if stage.start == plan.PREVIOUS else None, writer)
-    final = plan.binarized_stage(stages)
-    if final is not None:
-        binarized.save(workdir, *binarized.binarize(final, params, dataset.encoding))
+            variables = loop.run_stage(stage, workdir, dataset, variables if stage.start == plan.PREVIOUS else None, writer)
+        final = plan.binarized_stage(stages)
+        if final is not None and plan.packed_missing(final):
+            logging.warning("no packed model: %s", plan.packed_missing(final))
+        elif final is not None:
+            arrays, meta = binarized.binarize(final, variables["params"], dataset.encoding)
+            meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
+            binarized.save(workdir, arrays, meta)
     logging.info("training done: %s", workdir)
-    return params
+    return variables
 
 
 def _log_summary(stage: plan.Stage, dataset: Dataset) -> None:

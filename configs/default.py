@@ -34,6 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.hidden_sizes = (1024, 1024, 1024)
     config.model.num_classes = 10
     config.model.activation = "relu"  # float runs only; compressed uses tanh, bitwise uses sign
+    # Batch norm of each hidden layer's pre-activation (not the output's), running statistics kept in the
+    # checkpoints, for every stage (one parameter tree: stage 2 starts from stage 1's). Not in the paper;
+    # a bitwise net with it has no bitnet-packed-v1 model (its threshold neurons are issue #14).
+    config.model.batch_norm = False
 
     # Stage 1: the compressed real-valued net (or the float net of a float run).
     config.stage1 = ml_collections.ConfigDict()
@@ -41,15 +45,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.batch_size = 100
     config.stage1.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)
     config.stage1.learning_rate = 1e-3
-    config.stage1.schedule = "cosine"  # cosine | constant
+    config.stage1.schedule = "cosine"  # cosine | constant | exponential | step (after warmup, over the stage)
+    config.stage1.final_learning_rate = 0.0  # cosine, exponential: the rate at the last step (exponential: > 0)
+    config.stage1.decay_factor = 0.5  # step: the rate is multiplied by this every decay_every_epochs epochs
+    config.stage1.decay_every_epochs = 40
     config.stage1.warmup_epochs = 0
     config.stage1.weight_decay = 0.0  # adamw only
     config.stage1.dropout_rate = 0.2  # hidden activations
     config.stage1.input_dropout_rate = 0.1
     config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
     config.stage1.eval_every_epochs = 1  # validate every N epochs (and after the last): best-model candidates
+    # (by epochs only, never by seconds: the model a run selects must not depend on the machine's speed)
     config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
     config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
+    config.stage1.loss = "cross_entropy"  # cross_entropy (softmax) | squared_hinge (BinaryNet's, +-1 targets)
+    config.stage1.layer_lr_scale = "none"  # glorot: each kernel's update times 1/H, H = sqrt(1.5 / (fan_in + fan_out))
+    config.stage1.clip_weights = 0.0  # > 0: clip kernels to [-c, c] after every update (0: off)
+    config.stage1.clip_unit = "absolute"  # glorot: c is in units of each kernel's H (BinaryNet's H="Glorot")
 
     # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
     config.stage2 = ml_collections.ConfigDict()
@@ -60,6 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.optimizer = "adam"
     config.stage2.learning_rate = 3e-4  # shadow weights are small: large steps flip many signs
     config.stage2.schedule = "cosine"
+    config.stage2.final_learning_rate = 0.0
+    config.stage2.decay_factor = 0.5
+    config.stage2.decay_every_epochs = 40
     config.stage2.warmup_epochs = 0
     config.stage2.weight_decay = 0.0
     config.stage2.dropout_rate = 0.2
@@ -68,6 +83,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.eval_every_epochs = 1
     config.stage2.checkpoint_every_epochs = 1
     config.stage2.checkpoint_every_seconds = 0.0
+    config.stage2.loss = "cross_entropy"
+    config.stage2.layer_lr_scale = "none"
+    config.stage2.clip_weights = 0.0
+    config.stage2.clip_unit = "absolute"
     config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
     config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
 

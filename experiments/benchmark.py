@@ -34,6 +34,7 @@ import optax
 from absl import app, flags
 
 from bitnet import inference, models, quantizers, steps, summary
+from experiments import cli
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "100", "10000"], "Inference batch sizes.")
 _MODELS = flags.DEFINE_list("models", ["paper", "wide"], "Models to time: paper (784-1024x3-10), wide (784-4096x3-10).")
@@ -101,7 +102,7 @@ def time_inference(hidden: tuple[int, ...], batch_sizes: list[int], repeats: int
     packed = inference.pack_model(ternary, "bipolar")
     runners = {
         PACKED: (inference.packed_predict, packed),
-        FLOAT32: (steps.make_predict(float_model), params),
+        FLOAT32: (steps.make_predict(float_model), {"params": params}),
         BF16: (matmul_predict(jnp.bfloat16, jnp.float32), [(w.astype(jnp.bfloat16), b) for w, b in ternary]),
         INT8: (matmul_predict(jnp.int8, jnp.int32), [(w.astype(jnp.int8), b.astype(jnp.int32)) for w, b in ternary]),
     }
@@ -232,4 +233,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -1,11 +1,15 @@
-"""Publish a finished sweep: its results table, learning curves (PNG) and binarized models.
+"""Publish a finished sweep into the results registry, and regenerate the published tables.
 
-    python -m experiments.report --root workdirs/sweep_table1 --out results
+    python -m experiments.report --root workdirs/sweep_table1 --out results   # publish a sweep
+    python -m experiments.report --tables                                    # README/RESULTS tables
 
-Writes OUT/<sweep>.md (the table of experiments.sweep), OUT/<sweep>_curves.png (validation error
-per epoch, stage 1 and stage 2, every run), copies each run's bitwise.npz to OUT/<sweep>/<run>.npz
-and records {file: test error, wall time} in OUT/results.json, which tests/test_results.py re-checks
-on the real test split.
+--root writes OUT/<sweep>.md (the table of experiments.sweep), OUT/<sweep>_curves.png (validation
+error per epoch, every run), copies each run's bitwise.npz to OUT/<sweep>/<run>.npz and records
+the run in OUT/results.json (`bitnet.registry`): errors, config, hardware and provenance read
+from the workdir, which tests/test_results.py re-checks on the real test split. A run of the same
+name already published from other hardware is kept: the new one is keyed <sweep>/<run>@<hardware>.
+--tables rewrites the `<!-- table:NAME -->` blocks of README.md and RESULTS.md from
+results/results.json (experiments/tables.py), pooled by config and hardware.
 """
 
 import json
@@ -14,14 +18,26 @@ import shutil
 
 from absl import app, flags
 
-from bitnet import sweep
+from bitnet import provenance, sweep
 from bitnet.metrics import read_metrics
+from experiments import cli, tables
 
-PUBLISHED_KEYS = ("run_kind", "encoding", "seed", "sparsity", "best_val_error", "nonzero_weights", "stored_bits")
+PUBLISHED_KEYS = (
+    "sweep", "run", "run_kind", "encoding", "seed", "sparsity", "best_val_error", "nonzero_weights", "stored_bits",
+    "config", "data", "hardware", "provenance",
+)
 
-_ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>).")
+_ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>) to publish.")
 _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
-flags.mark_flag_as_required("root")
+_TABLES = flags.DEFINE_bool("tables", False, "Regenerate the tables of README.md and RESULTS.md from results/results.json.")
+
+
+def require_matplotlib() -> None:
+    """One line naming the install, before anything is written, where the optional plots extra is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        cli.fail('experiments.report draws learning curves with matplotlib, which is not installed; pip install -e ".[plots]"')
 
 
 def _plot(root: str, names: list[str], path: str) -> None:
@@ -48,9 +64,16 @@ def _plot(root: str, names: list[str], path: str) -> None:
     figure.savefig(path, dpi=90)
 
 
-def main(argv):
-    del argv
-    root, out = _ROOT.value.rstrip("/"), _OUT.value
+def registry_key(index: dict, sweep_name: str, name: str, hardware: str) -> str:
+    """<sweep>/<run>, or <sweep>/<run>@<hardware> when that name is published from other hardware."""
+    key = f"{sweep_name}/{name}"
+    if key in index and index[key].get("hardware") != hardware:
+        return f"{key}@{hardware.split(': ', 1)[-1].replace(' ', '_').replace('/', '_')}"
+    return key
+
+
+def publish(root: str, out: str) -> None:
+    require_matplotlib()
     sweep_name = os.path.basename(root)
     names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "config.json")))
     os.makedirs(os.path.join(out, sweep_name), exist_ok=True)
@@ -61,20 +84,38 @@ def main(argv):
     index = json.load(open(index_path)) if os.path.exists(index_path) else {}
     for name in names:
         workdir = os.path.join(root, name)
-        record = sweep.run_record(workdir)
+        record = sweep.run_record(workdir, sweep_name, name)
         if record is None:
             continue
-        entry = {key: record[key] for key in (*PUBLISHED_KEYS, *sweep.ERROR_KEYS) if record.get(key) is not None}
+        if record["hardware"] in (provenance.UNKNOWN, provenance.MIXED):
+            print(f"note: {name} trained on {record['hardware']} hardware; it is its own pool")
+        key = registry_key(index, sweep_name, name, record["hardware"])
+        entry = {field: record[field] for field in (*PUBLISHED_KEYS, *sweep.ERROR_KEYS) if record.get(field) is not None}
         entry["train_seconds"] = round(record["train_seconds"])
         if os.path.exists(os.path.join(workdir, "bitwise.npz")):
-            target = os.path.join(out, sweep_name, f"{name}.npz")
+            target = os.path.join(out, f"{key}.npz")
             shutil.copyfile(os.path.join(workdir, "bitwise.npz"), target)
             entry["npz"] = os.path.relpath(target, out)
-        index[f"{sweep_name}/{name}"] = entry
+        index[key] = entry
     with open(index_path, "w") as file:
         json.dump(index, file, indent=2, sort_keys=True)
+        file.write("\n")
     print(open(os.path.join(out, f"{sweep_name}.md")).read())
 
 
+def main(argv):
+    del argv
+    if not (_ROOT.value or _TABLES.value):
+        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep) and/or --tables (regenerate the tables)")
+    if _ROOT.value:
+        publish(_ROOT.value.rstrip("/"), _OUT.value)
+    if _TABLES.value:
+        try:
+            tables.write_documents()
+        except ValueError as error:  # a table layout that no longer fits the registry
+            cli.fail(str(error))
+        print(f"regenerated the tables of {', '.join(tables.DOCUMENTS)} from {tables.REGISTRY}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -8,7 +8,8 @@ import os
 
 from absl import app, flags
 
-from bitnet import export, summary
+from bitnet import configuration, export, plan, summary
+from bitnet.errors import ExportError
 from experiments import cli
 
 _NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 .npz file.")
@@ -17,8 +18,15 @@ flags.mark_flags_as_mutual_exclusive(["npz", "workdir"], required=True)
 
 
 def model_path(npz: str | None, workdir: str | None) -> str:
-    """The .npz named by the flags."""
-    return npz if npz is not None else os.path.join(workdir, "bitwise.npz")
+    """The .npz named by the flags; ExportError for a workdir whose run has no packed model (batch norm)."""
+    if npz is not None:
+        return npz
+    path = os.path.join(workdir, "bitwise.npz")
+    if not os.path.exists(path) and os.path.exists(os.path.join(workdir, "config.json")):
+        missing = plan.run_packed_missing(configuration.read_config(workdir))
+        if missing:
+            raise ExportError(f"{workdir} has no packed model: {missing}")
+    return path
 
 
 def main(argv):
@@ -28,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

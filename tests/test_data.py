@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import http.server
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +30,13 @@ MNIST_FIRST_TRAIN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 MNIST_FIRST_TEST = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+# `gunzip -c FILE | sha256sum` of the four MNIST files: the identity eval.json records for MNIST.
+MNIST_SHA256 = {
+    "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +55,25 @@ def synthetic_arrays(synthetic) -> dict[str, np.ndarray]:
     return data.read_idx_folder(synthetic)
 
 
-def test_tensorflow_is_not_installed():
-    """The whole module is meant to work without TensorFlow; make sure the tests really run that way."""
-    with pytest.raises(ImportError):
-        import tensorflow  # noqa: F401
+def test_preparing_and_loading_never_import_tensorflow(synthetic, tmp_path):
+    """bitnet.data prepares and reads through tfds without TensorFlow: it must not import it, installed or not.
+
+    In a fresh interpreter, so modules imported by other tests do not count.
+    """
+    code = (
+        "import sys\n"
+        "from bitnet import data\n"
+        "splits = data.load_splits('mnist', sys.argv[1], sys.argv[2], validation_size=50)\n"
+        "assert len(splits.train_labels) == 150, len(splits.train_labels)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'tensorflow'))\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != data.MNIST_DIR_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(synthetic), str(tmp_path / "tfds")],
+        cwd=Path(__file__).resolve().parent.parent, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +352,135 @@ def test_load_splits_downloads_mnist(tmp_path, monkeypatch, synthetic, synthetic
 
 
 # ---------------------------------------------------------------------------------------------
+# identity of the prepared data
+
+
+def _identity(name: str, folder: Path) -> dict:
+    return {"name": name, "checksums": data.idx_checksums(data.read_idx_folder(folder))}
+
+
+def _prepared_folders(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in (data_dir / "bitnet_idx").iterdir() if not p.name.startswith("."))
+
+
+def _load(name: str, data_dir: Path, folder: Path | None) -> data.Splits:
+    return data.load_splits(name, folder and str(folder), str(data_dir), validation_size=10)
+
+
+def _assert_loads(splits: data.Splits, folder: Path, name: str) -> None:
+    """`splits` (validation_size 10) are the data of `folder`, and say so."""
+    arrays = data.read_idx_folder(folder)
+    np.testing.assert_array_equal(splits.train_images, arrays["train_images"][:-10].reshape(-1, 784))
+    np.testing.assert_array_equal(splits.validation_labels, arrays["train_labels"][-10:])
+    np.testing.assert_array_equal(splits.test_labels, arrays["test_labels"])
+    assert splits.identity == _identity(name, folder)
+
+
+def test_idx_checksum_is_sha256_of_the_file(tmp_path, synthetic, synthetic_arrays):
+    """The checksum of a decoded array is `gunzip -c FILE | sha256sum`: a number traces to its files."""
+    for key, path in data.find_idx_files(synthetic).items():
+        expected = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+        assert data.idx_checksum(synthetic_arrays[key]) == expected
+    other = data.idx_checksums(data.read_idx_folder(write_idx_folder(tmp_path / "b", 200, 100, seed=1)))
+    assert all(other[key] != value for key, value in data.idx_checksums(synthetic_arrays).items())
+    # The shape is part of the file: the same bytes under another shape are other data.
+    images = synthetic_arrays["train_images"]
+    assert data.idx_checksum(images) != data.idx_checksum(images.reshape(-1, 14, 56))
+
+
+@pytest.mark.parametrize("name", ["mnist", "my_digits"])
+@pytest.mark.parametrize("first_seed", [0, 1])
+def test_two_folders_under_one_name(tmp_path, name, first_seed):
+    """Other data under a prepared name are prepared beside it, never answered by its cache."""
+    first = write_idx_folder(tmp_path / "first", num_train=60, num_test=30, seed=first_seed)
+    second = write_idx_folder(tmp_path / "second", num_train=60, num_test=30, seed=1 - first_seed)
+    data_dir = tmp_path / "tfds"
+    load = functools.partial(_load, name, data_dir)
+    _assert_loads(load(first), first, name)
+    _assert_loads(load(second), second, name)
+    key = data.content_key(_identity(name, second)["checksums"])
+    assert _prepared_folders(data_dir) == sorted([name, f"{name}-{key}"])
+    # Both stay usable, in any order, without preparing again; no folder means the name's own data.
+    _assert_loads(load(first), first, name)
+    _assert_loads(load(second), second, name)
+    _assert_loads(load(None), first, name)
+    assert len(_prepared_folders(data_dir)) == 2
+
+
+def test_gz_and_raw_copy_share_one_cache(tmp_path, synthetic, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for path in data.find_idx_files(synthetic).values():
+        (raw / path.name.removesuffix(".gz")).write_bytes(gzip.decompress(path.read_bytes()))
+    data_dir = str(tmp_path / "tfds")
+    gz_splits = data.load_splits("mnist", str(synthetic), data_dir, validation_size=10)
+    monkeypatch.setattr(data, "_prepare", lambda *args: pytest.fail("the raw copy was prepared again"))
+    raw_splits = data.load_splits("mnist", str(raw), data_dir, validation_size=10)
+    assert raw_splits.identity == gz_splits.identity == _identity("mnist", synthetic)
+    np.testing.assert_array_equal(raw_splits.train_images, gz_splits.train_images)
+    assert _prepared_folders(tmp_path / "tfds") == ["mnist"]
+
+
+def _forget_checksums(data_dir: Path, folder_name: str) -> Path:
+    """Make a prepared folder look like one prepared before checksums were recorded."""
+    path = data_dir / "bitnet_idx" / folder_name / "1.0.0" / "metadata.json"
+    path.unlink()
+    return path
+
+
+@pytest.mark.parametrize("name", ["mnist", "my_digits"])
+def test_cache_without_checksums_is_verified(tmp_path, name):
+    first = write_idx_folder(tmp_path / "first", num_train=60, num_test=30, seed=0)
+    second = write_idx_folder(tmp_path / "second", num_train=60, num_test=30, seed=1)
+    data_dir = tmp_path / "tfds"
+    load = functools.partial(_load, name, data_dir)
+    load(first)
+    # No source: the old cache is read back and hashed; its identity is recorded for next time.
+    metadata = _forget_checksums(data_dir, name)
+    _assert_loads(load(None), first, name)
+    assert json.loads(metadata.read_text())["checksums"] == _identity(name, first)["checksums"]
+    # Its own folder: accepted once hashed, nothing prepared again.
+    _forget_checksums(data_dir, name)
+    _assert_loads(load(first), first, name)
+    assert _prepared_folders(data_dir) == [name]
+    # Another folder: the old cache is not taken for it, and keeps its own identity.
+    _forget_checksums(data_dir, name)
+    _assert_loads(load(second), second, name)
+    _assert_loads(load(None), first, name)
+    assert len(_prepared_folders(data_dir)) == 2
+
+
+def test_checksums_that_cannot_be_recorded(tmp_path, synthetic, monkeypatch):
+    """A read-only or full cache without checksums still loads, hashed, and is left as it was."""
+    data_dir = tmp_path / "tfds"
+    _load("mnist", data_dir, synthetic)
+    metadata = _forget_checksums(data_dir, "mnist")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.os, "replace", full_disk)
+    assert _load("mnist", data_dir, None).identity == _identity("mnist", synthetic)
+    assert sorted(p.name for p in metadata.parent.iterdir() if "metadata" in p.name) == []
+
+
+def test_prepared_data_that_differ_from_their_key_are_refused(tmp_path):
+    first = write_idx_folder(tmp_path / "first", num_train=60, num_test=30, seed=0)
+    second = write_idx_folder(tmp_path / "second", num_train=60, num_test=30, seed=1)
+    data_dir = tmp_path / "tfds"
+    for folder in (first, second):
+        data.load_splits("mnist", str(folder), str(data_dir), validation_size=10)
+    keyed = f"mnist-{data.content_key(_identity('mnist', second)['checksums'])}"
+    metadata = data_dir / "bitnet_idx" / keyed / "1.0.0" / "metadata.json"
+    metadata.write_text(json.dumps({"checksums": _identity("mnist", first)["checksums"]}))
+    with pytest.raises(data.DataError) as info:
+        data.load_splits("mnist", str(second), str(data_dir), validation_size=10)
+    message = str(info.value)
+    assert f"{keyed}/1.0.0 differ from the IDX files" in message and "delete that folder and retry" in message
+    assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------------------------
 # batching
 
 
@@ -379,3 +534,4 @@ def test_real_mnist_load_splits(tmp_path):
     all_train = np.concatenate([splits.train_labels, splits.validation_labels])
     assert np.bincount(all_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
     assert np.bincount(splits.test_labels, minlength=10).tolist() == MNIST_TEST_COUNTS
+    assert splits.identity == {"name": "mnist", "checksums": MNIST_SHA256}

@@ -6,28 +6,24 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import binarized, configuration, data, evaluate, export, loop, plan, steps, train
+from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, train
+from bitnet.errors import ExportError
 from configs import smoke
-from tests import idx_fixtures
+from experiments import summary as summary_command
+from tests import idx_fixtures, tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(source_dir, data_dir):
-    config = smoke.get_config()
-    config.data.source_dir = str(source_dir)
-    config.data.data_dir = str(data_dir)
-    config.data.train_subset = 0
-    config.data.test_subset = 0
-    config.data.validation_size = 60
+    """The shared tiny config with two hidden layers (48, 40), so the export covers a hidden-to-hidden layer."""
+    config = tiny.tiny_config(source_dir, data_dir)
     config.model.hidden_sizes = (48, 40)
-    for stage in (config.stage1, config.stage2):
-        stage.batch_size = 20
-        stage.epochs = 2
-    config.eval_batch_size = 64
     return config
 
 
@@ -68,6 +64,13 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
         assert json.load(file) == results
     assert results["num_examples"] == 120
     assert results["bitwise_error"] == results["packed_error"]
+    # provenance: the two training processes (train, then the rerun) and the evaluation
+    segments = results["provenance"]["training_segments"]
+    assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
+    assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
+    # the numbers name the data they were measured on, by the sha256 of each IDX file
+    identity = {"name": config.data.name, "checksums": data.idx_checksums(data.read_idx_folder(source))}
+    assert results["data"] == identity
 
     # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
     older = str(tmp_path / "older")
@@ -87,15 +90,17 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     encoding = configuration.encoding_of(config)
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
-    assert meta["test_error"] == results["packed_error"]
+    assert meta["provenance"] == results["provenance"]
+    assert meta["data"] == identity
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
+    assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
     from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
     assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
     stage1 = plan.plan(config)[0]
-    params = loop.best_params(stage1, workdir, inputs.shape[1])
+    variables = loop.best_variables(stage1, workdir, inputs.shape[1])
     predict = steps.make_predict(steps.make_model(stage1))
-    assert float(np.mean(np.asarray(predict(params, inputs)) != splits.test_labels)) == results["compressed_error"]
+    assert float(np.mean(np.asarray(predict(variables, inputs)) != splits.test_labels)) == results["compressed_error"]
     assert results["compressed_error"] < 0.5  # the synthetic classes are easy: it learned something
 
     # losing stage 2 (e.g. a crash before it finished) redoes stage 2 only, with the same result
@@ -158,7 +163,7 @@ def test_float_run(synthetic, tmp_path):
     workdir = str(tmp_path / "float")
     train.train_and_evaluate(config, workdir)
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "float_error", "provenance", "data"}
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
 
 
@@ -214,3 +219,74 @@ def test_stage2_ablation_shares_stage1(synthetic, tmp_path):
     other.stage2.stage1_workdir = first
     with pytest.raises(configuration.ConfigError, match="differs in: stage1.learning_rate"):
         train.train_and_evaluate(other, str(tmp_path / "mismatch"))
+
+
+def stored_states(workdir):
+    """Every stage checkpoint's stored arrays (latest and best), by stage, kind and dotted path."""
+    flat = {}
+    for stage in ("compressed", "bitwise"):
+        for which in ("latest", "best"):
+            folder = os.path.join(workdir, "checkpoints", stage, which)
+            (step,) = [name for name in os.listdir(folder) if name.isdigit()]
+            with ocp.StandardCheckpointer() as checkpointer:
+                state = checkpointer.restore(os.path.join(os.path.abspath(folder), step, "state"))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+                flat[f"{stage}/{which}/{step}{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+    return flat
+
+
+def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeypatch):
+    """Issue #12 section 5, all on: batch norm, squared hinge, exponential and step schedules, Glorot
+    learning-rate scales, clipping (absolute and Glorot). Preempted mid-epoch in stage 2 and resumed,
+    the run ends bit for bit as an uninterrupted one; evaluation skips the packed path, saying why."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    config.model.batch_norm = True
+    config.stage1.update(loss="squared_hinge", schedule="exponential", final_learning_rate=1e-5, layer_lr_scale="glorot",
+                         clip_weights=2.0, clip_unit="glorot")  # fmt: skip
+    config.stage2.update(loss="squared_hinge", schedule="step", decay_factor=0.5, decay_every_epochs=1, layer_lr_scale="glorot",
+                         clip_weights=1.0)  # fmt: skip
+    reference = str(tmp_path / "reference")
+    train.train_and_evaluate(config, reference)
+
+    workdir = str(tmp_path / "interrupted")
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one step per chunk: a stop request is seen after every step
+    reached = {}  # the stage and step of the last chunk
+    chunk_of = steps.make_train_chunk
+
+    def recording_chunk(model, *args, **kwargs):
+        chunk = chunk_of(model, *args, **kwargs)
+
+        def run(state, *chunk_args):
+            state = chunk(state, *chunk_args)
+            reached.update(mode=model.mode, step=int(state["step"]))
+            return state
+
+        return run
+
+    monkeypatch.setattr(steps, "make_train_chunk", recording_chunk)
+    monkeypatch.setattr(preemption, "requested", lambda: "SIGTERM" if reached == {"mode": "bitwise", "step": 5} else None)
+    with pytest.raises(preemption.Preempted, match="in stage bitwise at step 5;"):
+        train.train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    train.train_and_evaluate(config, workdir)
+
+    timeless = lambda lines: [{k: v for k, v in m.items() if k not in ("examples_per_sec", "epoch_seconds")} for m in lines]  # noqa: E731
+    assert timeless(metric_lines(workdir)) == timeless(metric_lines(reference))
+    resumed, uninterrupted = stored_states(workdir), stored_states(reference)
+    assert sorted(resumed) == sorted(uninterrupted)
+    assert any("batch_stats" in key and key.endswith("['bn1']['var']") for key in resumed)  # BN statistics are checkpointed
+    for key in resumed:
+        np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
+
+    results = evaluate.evaluate_workdir(workdir)
+    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_skipped", "provenance", "data"}
+    assert "issue #14" in results["packed_skipped"] and "bitnet-packed-v2" in results["packed_skipped"]
+    assert results["compressed_error"] < 0.5 and results["bitwise_error"] < 0.5  # it learned the easy synthetic classes
+    assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
+    for asks_for_the_packed_model in (lambda: binarized.load(workdir), lambda: summary_command.model_path(None, workdir)):
+        with pytest.raises(ExportError, match=r"has no packed model: bitnet-packed-v1 cannot represent batch norm.*issue #14"):
+            asks_for_the_packed_model()
+    lines = metric_lines(workdir)
+    assert [m["learning_rate"] for m in lines if m["stage"] == "bitwise"] == pytest.approx([3e-4, 1.5e-4])  # halved after epoch 1
+    assert lines[1]["learning_rate"] == pytest.approx(1e-3 * 0.01 ** (23 / 24), rel=1e-5)  # exponential: 1e-3 -> 1e-5 over 24 steps

@@ -8,8 +8,8 @@ compile does, so the comparisons stay bit for bit.
 
 from __future__ import annotations
 
+import errno
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -25,10 +25,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import binarized, checkpoints, data, evaluate, export, metrics, train
-from configs import smoke
+from bitnet import binarized, checkpoints, data, evaluate, export, loop, metrics, preemption, steps, train, workdir_lock
 from experiments import cli
-from tests import idx_fixtures
+from tests import bad_inputs, idx_fixtures, tiny
 
 REPO = Path(__file__).resolve().parent.parent
 TIMING = ("examples_per_sec", "epoch_seconds")
@@ -139,7 +138,8 @@ def assert_same_run(workdir, reference):
             assert_trees_equal(state, reference_state)
     arrays, meta = checkpoints.restore_binarized(workdir)
     reference_arrays, reference_meta = checkpoints.restore_binarized(reference)
-    assert meta == reference_meta
+    assert meta.pop("provenance")["training_segments"] and reference_meta.pop("provenance")["training_segments"]
+    assert meta == reference_meta  # the model itself; its provenance records each run's own processes
     assert sorted(arrays) == sorted(reference_arrays)
     for key in arrays:
         assert arrays[key].dtype == reference_arrays[key].dtype and np.array_equal(arrays[key], reference_arrays[key]), key
@@ -299,15 +299,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(env, 
 
 
 def tiny_config(env):
-    config = smoke.get_config()
-    config.data.source_dir = str(env["source"])
-    config.data.data_dir = str(env["data_dir"])
-    config.data.train_subset = 0
-    config.data.test_subset = 0
-    config.data.validation_size = 60
-    config.model.hidden_sizes = (32,)
-    config.stage1.batch_size = config.stage2.batch_size = 20
-    return config
+    return tiny.tiny_config(env["source"], env["data_dir"])
 
 
 def fails_cleanly(capsys, function):
@@ -319,27 +311,14 @@ def fails_cleanly(capsys, function):
     return assert_one_line_error(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize(
-    "field, value, words",
-    [
-        ("encoding", "bogus", ["config.encoding", "bogus"]),
-        ("run_kind", "ternary", ["config.run_kind='ternary' is unknown", "bitwise"]),
-        ("stage2.sparsity", 1.0, ["config.stage2.sparsity", "=1.0", "[0, 1)"]),
-        ("stage2.sparsity", -0.1, ["config.stage2.sparsity", "=-0.1", "[0, 1)"]),
-        ("model.hidden_sizes", (0,), ["config.model.hidden_sizes=(0,)", "positive"]),
-        ("model.hidden_sizes", (32, -4), ["config.model.hidden_sizes=(32, -4)", "positive"]),
-        ("stage1.batch_size", 241, ["config.stage1.batch_size=241", "240 training examples"]),
-        ("stage2.batch_size", 1000, ["config.stage2.batch_size=1000", "240 training examples"]),
-    ],
-)
-def test_bad_config_fails_before_any_work(env, capsys, tmp_path, field, value, words):
+@pytest.mark.parametrize("case", bad_inputs.CONFIG, ids=lambda case: case.id)
+def test_bad_config_fails_before_any_work(env, capsys, tmp_path, case):
     config = tiny_config(env)
-    holder, _, name = field.rpartition(".")
-    (config[holder] if holder else config)[name] = value
+    holder, _, name = case.field.rpartition(".")
+    (config[holder] if holder else config)[name] = case.value
     workdir = tmp_path / "run"
     line = fails_cleanly(capsys, lambda: train.train_and_evaluate(config, str(workdir)))
-    for word in words:
-        assert word in line, (word, line)
+    assert line == f"error: {case.error}"
     assert not workdir.exists()  # nothing written, not even config.json: fixing the field and rerunning just works
 
 
@@ -362,27 +341,16 @@ def corrupt_folder(folder, case):
         idx_fixtures.write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(299, np.uint8))
 
 
-@pytest.mark.parametrize(
-    "case, words",
-    [
-        ("no folder", ["IDX folder", "does not exist"]),
-        ("missing file", ["is missing t10k-labels-idx1-ubyte(.gz)"]),
-        ("bad magic", ["train-images-idx3-ubyte.gz is not an IDX file", "bad magic number"]),
-        ("truncated", ["train-images-idx3-ubyte is truncated", "needs 235200 payload bytes, found 235100"]),
-        ("wrong dimensions", ["train-images-idx3-ubyte.gz has 2 dimensions, expected 3"]),
-        ("count mismatch", ["train split has 300 images but 299 labels"]),
-    ],
-)
-def test_bad_data_folder_fails_before_any_work(env, capsys, tmp_path, case, words):
+@pytest.mark.parametrize("case", bad_inputs.DATA_FOLDER, ids=lambda case: case.id)
+def test_bad_data_folder_fails_before_any_work(env, capsys, tmp_path, case):
     folder = Path(shutil.copytree(env["source"], tmp_path / "idx"))
-    corrupt_folder(folder, case)
+    corrupt_folder(folder, case.id)
     config = tiny_config(env)
     config.data.source_dir = str(folder)
     config.data.data_dir = str(tmp_path / "tfds")  # not prepared yet: the files are read
     workdir = tmp_path / "run"
     line = fails_cleanly(capsys, lambda: train.train_and_evaluate(config, str(workdir)))
-    for word in words:
-        assert word in line, (word, line)
+    assert line == f"error: {case.error.format(folder=folder)}"
     assert not workdir.exists()
 
 
@@ -407,21 +375,20 @@ def write_model(reference, path, change=None):
     return path
 
 
-NPZ_DAMAGE = {
-    "format tag": (lambda arrays: arrays.update(format=np.array("bitnet-packed-v0")), ["format tag is 'bitnet-packed-v0'"]),
-    "missing key": (lambda arrays: arrays.pop("w1_mask"), ["missing array 'w1_mask' for layer 1"]),
-    "wrong shape": (lambda arrays: arrays.update(b0=arrays["b0"][:-1]), ["b0 is int8[31], expected int8[32]"]),
-    "wrong dtype": (lambda arrays: arrays.update(w0_sign=arrays["w0_sign"].astype(np.int64)), ["w0_sign is int64[32, 25], expected uint32[32, 25]"]),
+NPZ_DAMAGE = {  # how each case of bad_inputs.NPZ damages a good model
+    "format tag": lambda arrays: arrays.update(format=np.array("bitnet-packed-v0")),
+    "missing key": lambda arrays: arrays.pop("w1_mask"),
+    "wrong shape": lambda arrays: arrays.update(b0=arrays["b0"][:-1]),
+    "wrong dtype": lambda arrays: arrays.update(w0_sign=arrays["w0_sign"].astype(np.int64)),
+    "bias out of range": lambda arrays: arrays["b0"].__setitem__(0, 5),
 }
 
 
-@pytest.mark.parametrize("case", sorted(NPZ_DAMAGE))
+@pytest.mark.parametrize("case", bad_inputs.NPZ, ids=lambda case: case.id)
 def test_bad_npz_is_one_line(reference, capsys, tmp_path, case):
-    change, words = NPZ_DAMAGE[case]
-    path = write_model(reference, tmp_path / "model.npz", change)
+    path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE[case.id])
     line = fails_cleanly(capsys, lambda: export.load_npz(path))
-    for word in words:
-        assert word in line, (word, line)
+    assert line == f"error: {case.error.format(model=path)}"
 
 
 def test_evaluate_command_on_an_npz(env, reference, tmp_path):
@@ -437,12 +404,214 @@ def test_evaluate_command_on_an_npz(env, reference, tmp_path):
     assert printed == json.loads(Path(tmp_path, "eval.json").read_text())
     assert printed["packed_error"] == json.loads(Path(workdir, "eval.json").read_text())["packed_error"]
     assert printed["num_examples"] == 100
-    damaged = write_model(reference, tmp_path / "damaged.npz", NPZ_DAMAGE["format tag"][0])
+    damaged = write_model(reference, tmp_path / "damaged.npz", NPZ_DAMAGE["format tag"])
     assert_one_line_error(run(env, [sys.executable, "-m", "experiments.evaluate", f"--npz={damaged}", *data_flags]), "format tag")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("experiments.summary") is None, reason="no experiments.summary entry point")
 def test_summary_command_on_a_bad_npz(env, reference, tmp_path):
-    path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE["format tag"][0])
+    path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE["format tag"])
     result = run(env, [sys.executable, "-m", "experiments.summary", f"--npz={path}"])
     assert_one_line_error(result, str(path), "format tag is 'bitnet-packed-v0'", "is this a bitnet model?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by trying (issue 11, section 7): a busy, full, read-only or mistyped workdir, Ctrl-C,
+# missing config files, flags of the wrong type
+
+
+def test_busy_workdir_is_refused_naming_the_holder(env, reference, capsys, tmp_path):
+    workdir = tmp_path / "busy"
+    shutil.copytree(reference, workdir)
+    before = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+    with workdir_lock.held(str(workdir)):
+        for function in (lambda: train.train_and_evaluate(tiny_config(env), str(workdir)), lambda: evaluate.evaluate_workdir(str(workdir))):
+            line = fails_cleanly(capsys, function)
+            holder = Path(workdir, "lock").read_text().strip()
+            assert holder.startswith(f"pid {os.getpid()} on host ") and " since " in holder, holder
+            assert line == f"error: {bad_inputs.CASES['busy'].error.format(workdir=workdir, holder=holder)}"
+    after = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+    assert after == sorted({*before, "lock"})  # the refused runs touched nothing
+
+
+HOLD_LOCK = "import sys, time; from bitnet import workdir_lock\nwith workdir_lock.held(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+
+
+def test_second_command_is_refused_and_a_killed_holder_releases_the_lock(env, tmp_path):
+    """Through the real command line; the kernel frees the flock of a SIGKILLed holder, so a rerun is never refused."""
+    workdir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run(env, train_args(env, workdir))
+        assert_one_line_error(result, f"{workdir} is in use by pid {holder.pid} on host ")
+        result = run(env, [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"])
+        assert_one_line_error(result, f"{workdir} is in use by pid {holder.pid} on host ")
+    finally:
+        holder.kill()
+        holder.wait()
+    with workdir_lock.held(str(workdir)):  # free again at once
+        pass
+
+
+def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkeypatch):
+    """SIGINT mid-epoch saves the current step and stops with one line and exit status 130 (128 + SIGINT)."""
+    make_train_chunk = steps.make_train_chunk
+
+    def interrupted_at_step_3(*args, **kwargs):
+        chunk = make_train_chunk(*args, **kwargs)
+
+        def train_chunk(state, *rest):
+            state = chunk(state, *rest)
+            if int(state["step"]) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            return state
+
+        return train_chunk
+
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one step per chunk: the stop request is seen after step 3
+    monkeypatch.setattr(steps, "make_train_chunk", interrupted_at_step_3)
+    workdir = tmp_path / "run"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_cleanly(lambda: train.train_and_evaluate(tiny_config(env), str(workdir)))
+    assert exit_info.value.code == 130
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"stopped: stopped by SIGINT in stage compressed at step 3; checkpoint saved in "
+        f"{checkpoints.stage_dir(str(workdir), 'compressed', 'latest')}; rerun the same command to resume"
+    )
+    assert saved_steps(workdir, "compressed") == [3]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as usual again
+
+
+def test_ctrl_c_outside_training_is_one_line(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_cleanly(interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.startswith("stopped: interrupted (SIGINT)")
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with preemption.stop_on_sigterm():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.requested() == "SIGINT" and preemption.exit_status() == 130
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here at the latest
+
+
+def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(reference, capsys, tmp_path, monkeypatch):
+    workdir = tmp_path / "full"
+    shutil.copytree(reference, workdir)
+
+    def savez_on_a_full_disk(file, *args, **kwargs):
+        Path(file).write_bytes(b"the first bytes of a model")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+
+    monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+    line = fails_cleanly(capsys, lambda: evaluate.evaluate_workdir(str(workdir)))
+    assert line.startswith(f"error: no space left on the disk writing {workdir}/bitwise.npz.tmp.npz (disk mounted at /"), line
+    assert "free space there and rerun the same command" in line
+    assert not list(workdir.glob("*.tmp*")) and not Path(workdir, "bitwise.npz").exists()
+
+
+def test_taking_the_lock_removes_what_interrupted_writes_left(tmp_path):
+    kept = [tmp_path / "config.json", tmp_path / "checkpoints" / "bitwise" / "latest" / "12" / "state" / "x"]
+    left = [tmp_path / "eval.json.tmp", tmp_path / "bitwise.npz.tmp.npz",
+            tmp_path / "checkpoints" / "bitwise" / "latest" / "24.orbax-checkpoint-tmp-3" / "state" / "x"]  # fmt: skip
+    for path in kept + left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    with workdir_lock.held(str(tmp_path)):
+        assert all(path.exists() for path in kept) and not any(path.exists() for path in left)
+        assert not Path(tmp_path, "checkpoints", "bitwise", "latest", "24.orbax-checkpoint-tmp-3").exists()
+
+
+def test_disk_errors_wrapped_by_a_library_are_found():
+    """orbax re-raises the OSError of its writer thread inside its own exception."""
+    try:
+        try:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/somewhere/checkpoints/x")
+        except OSError as error:
+            raise ValueError("async save failed") from error
+    except ValueError as wrapped:
+        assert workdir_lock.disk_error(wrapped).startswith("the file system is read-only writing /somewhere/checkpoints/x")
+    orbax_full = ValueError(  # what orbax raised on a full 3 MB tmpfs (message shortened)
+        'RESOURCE_EXHAUSTED: Error writing "opt_state.0.mu.dense0.bias/0" in OCDBT database at local file '
+        '"/w/checkpoints/compressed/best/100.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed writing: '
+        '"/w/checkpoints/compressed/best/100.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/d/bc": '
+        "Failed to write 2809856 bytes to file 8: No space left on device [os_error_code='28']"
+    )
+    assert workdir_lock.disk_error(orbax_full) == (
+        "no space left on the disk writing /w/checkpoints/compressed/best/100 (disk mounted at /); free space there and rerun the same command"
+    )
+    assert workdir_lock.disk_error(ValueError("unrelated")) is None
+    assert workdir_lock.disk_error(OSError(errno.ENOENT, "no such file")) is None  # not a disk problem: a traceback
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make folders read-only by their mode bits, as for a normal user (root ignores them, so emulate access())."""
+    made = []
+
+    def make(folder):
+        folder.chmod(0o555)
+        made.append(folder)
+
+    if os.geteuid() == 0:
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda path, mode: real_access(path, mode) and not (mode & os.W_OK and not os.stat(path).st_mode & 0o200)
+        )
+    yield make
+    for folder in made:
+        folder.chmod(0o755)
+
+
+def test_read_only_workdir_is_one_line(env, reference, capsys, tmp_path, read_only):
+    """Evaluate, resume and --overwrite in a read-only workdir: one line, nothing changed."""
+    workdir = tmp_path / "read-only"
+    shutil.copytree(reference, workdir)
+    read_only(workdir)
+    config = tiny_config(env)
+    for function in (
+        lambda: evaluate.evaluate_workdir(str(workdir)),
+        lambda: train.train_and_evaluate(config, str(workdir)),
+        lambda: train.train_and_evaluate(config, str(workdir), overwrite=True),
+    ):
+        line = fails_cleanly(capsys, function)
+        assert line == f"error: {bad_inputs.CASES['read-only'].error.format(workdir=workdir)}"
+    assert not Path(workdir, "eval.json").exists() and not Path(workdir, "config.previous.json").exists()
+
+
+def test_workdir_that_is_a_file_is_one_line(env, capsys, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a workdir")
+    for function in (lambda: train.train_and_evaluate(tiny_config(env), str(path)), lambda: evaluate.evaluate_workdir(str(path))):
+        line = fails_cleanly(capsys, function)
+        assert line == f"error: {bad_inputs.CASES['a file'].error.format(workdir=path)}"
+    assert path.read_text() == "not a workdir"
+
+
+@pytest.mark.parametrize("case", bad_inputs.COMMAND_LINE, ids=lambda case: case.id)
+def test_bad_command_line_is_one_line(env, tmp_path, case):
+    workdir = tmp_path / "W"
+    args = [sys.executable, *[f"--workdir={workdir}" if arg == "--workdir=W" else arg for arg in case.given.split()[1:]]]
+    result = run(env, args, timeout=120)
+    assert result.returncode == 1 and "FATAL" not in result.stderr
+    assert assert_one_line_error(result) == f"error: {case.error}"
+    assert not workdir.exists()
+
+
+def test_report_without_matplotlib_names_the_install(capsys, monkeypatch):
+    from experiments import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plots extra were not installed
+    with pytest.raises(SystemExit) as exit_info:
+        report.require_matplotlib()
+    assert exit_info.value.code == 1
+    assert assert_one_line_error(capsys.readouterr().err, 'pip install -e ".[plots]"')

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bitnet import data, evaluate, export
+from bitnet import data, evaluate, export, registry
+from experiments import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "results")
@@ -35,7 +36,29 @@ def test_published_model_error(name, entry, test_split):
     arrays, meta = export.load_npz(os.path.join(RESULTS, entry["npz"]))
     error = float(np.mean(evaluate.packed_predictions(arrays, meta, images) != labels))
     assert error == entry["packed_error"] == meta["test_error"]
-    run = name.rsplit("/", 1)[-1]
+    row_start = f"| {entry['run']} | {registry.short_hardware(entry['hardware'])} |"
     with open(os.path.join(REPO, "RESULTS.md")) as file:
-        rows = [line for line in file if f"| {run} |" in line]
-    assert rows and all(f"{100 * error:.2f}" in row for row in rows), f"RESULTS.md lacks {run} at {100 * error:.2f} %"
+        rows = [line for line in file if line.startswith(row_start)]
+    assert len(rows) == 1 and f"| {100 * error:.2f} % |" in rows[0], f"RESULTS.md lacks {row_start} at {100 * error:.2f} %"
+
+
+def test_registry_entries_are_complete():
+    entries = registry.load(tables.REGISTRY)
+    for name, entry in entries.items():
+        assert {"sweep", "run", "config", "data", "hardware", "provenance", "seed"} <= set(entry), name
+        assert entry["data"]["name"] == entry["config"]["data"]["name"] and len(entry["data"]["checksums"]) == 4, name
+        assert entry["provenance"]["commits"] and entry["config"]["seed"] == entry["seed"], name
+        assert registry.flat_config(entry["config"]).keys().isdisjoint(registry.PATH_FIELDS), name
+
+
+def test_published_tables_are_generated_from_the_registry_and_leave_no_run_out():
+    entries = registry.load(tables.REGISTRY)
+    for document, text in tables.updated_documents(entries).items():
+        with open(os.path.join(REPO, document)) as file:
+            assert file.read() == text, f"{document} differs from the registry; run python -m experiments.report --tables"
+    assert sum(len(pool.entries) for pool in registry.pools(entries.values())) == len(entries)
+    with open(os.path.join(REPO, "RESULTS.md")) as file:
+        results_md = file.read()
+    assert "<!-- table:pools -->" in results_md
+    for entry in entries.values():  # every run has its row in its sweep's table
+        assert f"| {entry['run']} | {registry.short_hardware(entry['hardware'])} |" in results_md

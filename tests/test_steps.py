@@ -1,4 +1,4 @@
-"""The stage plan and the train step / chunk on tiny random data: seconds, no files."""
+"""The stage plan, the train step and chunk on tiny random data, and the checkpoint interval: seconds, no files."""
 
 import dataclasses
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import data, models, plan, steps
+from bitnet import data, loop, models, plan, steps
 from configs import default, smoke
 
 NUM_TRAIN, BATCH, INPUTS = 96, 8, 20
@@ -79,3 +79,11 @@ def test_a_chunk_computes_what_single_steps_compute(mode):
     assert_same(whole, one_by_one)
     assert_same(split, whole)
     assert chunk._cache_size() == 1  # chunk lengths are traced: one compiled program
+
+
+def test_checkpoints_are_due_every_n_epochs_or_t_seconds():
+    every_two = tiny_stage(checkpoint_every_epochs=2)
+    assert [loop._checkpoint_due(every_two, epoch, 0.0) for epoch in (1, 2, 3, 4)] == [False, True, False, True]
+    by_time = tiny_stage(checkpoint_every_epochs=100, checkpoint_every_seconds=600.0)
+    assert not loop._checkpoint_due(by_time, 1, 599.0) and loop._checkpoint_due(by_time, 1, 600.0)
+    assert not loop._checkpoint_due(tiny_stage(checkpoint_every_epochs=100), 1, 1e9)  # 0 seconds: by epochs only

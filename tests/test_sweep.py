@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from bitnet import configuration, sweep
+from bitnet import configuration, registry, sweep
 
 
 def test_expand_names_runs_by_their_values_or_an_explicit_name():
@@ -44,15 +44,19 @@ def test_device_environments_share_gpus_round_robin_with_a_memory_slice_each():
     assert {slot["XLA_PYTHON_CLIENT_MEM_FRACTION"] for slot in shared} == {"0.300"}
 
 
-def test_setting_strips_only_a_trailing_seed():
-    assert sweep.setting("bipolar-bitwise-seed12") == "bipolar-bitwise"
-    assert sweep.setting("seed1-wide") == "seed1-wide"
+def _segment(kind, platform="cpu"):
+    return {"devices": {"platform": platform, "kind": kind}, "code": {"commit": "abcdef0123", "dirty": False}, "epochs": 2}
 
 
-def _write_run(root, name, seed, error, stage="bitwise"):
+def _write_run(root, name, seed, error, sparsity=0.0, segments=(), **paths):
     workdir = os.path.join(root, name)
     os.makedirs(workdir)
-    config = {"seed": seed, "stage2": {"sparsity": 0.0, "init": "stage1", "surrogate": "hard_tanh"}}
+    config = {
+        "seed": seed, "encoding": "bipolar", "run_kind": "bitwise",
+        "data": {"source_dir": paths.get("source_dir", ""), "data_dir": ""},
+        "stage1": {"epochs": 3}, "stage2": {"sparsity": sparsity, "init": "stage1", "surrogate": "hard_tanh", "stage1_workdir": ""},
+        "provenance": {"segments": list(segments)},
+    }
     result = {"run_kind": "bitwise", "encoding": "bipolar", "bitwise_error": error, "packed_error": error}
     with open(os.path.join(workdir, "config.json"), "w") as file:
         json.dump(config, file)
@@ -60,20 +64,31 @@ def _write_run(root, name, seed, error, stage="bitwise"):
         json.dump(result, file)
     with open(os.path.join(workdir, "metrics.jsonl"), "w") as file:
         for epoch, val_error in enumerate((0.05, 0.03), start=1):
-            file.write(json.dumps({"stage": stage, "epoch": epoch, "val_error": val_error, "epoch_seconds": 30.0}) + "\n")
+            file.write(json.dumps({"stage": "bitwise", "epoch": epoch, "val_error": val_error, "epoch_seconds": 30.0}) + "\n")
 
 
-def test_results_table_pools_seeds_of_one_setting_only(tmp_path):
-    root = str(tmp_path)
-    _write_run(root, "bipolar-bitwise-seed0", 0, 0.02)
-    _write_run(root, "bipolar-bitwise-seed1", 1, 0.04)
-    _write_run(root, "reference", 0, 0.05)
-    table = sweep.results_table(root, ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1", "reference", "unfinished"])
-    assert "| bipolar-bitwise-seed1 | bitwise | bipolar | 1 | 0.0 | stage1 | hard_tanh |  |  | 4.00 | 4.00 | 3.00 |" in table
-    assert "| bipolar-bitwise | bitwise | bipolar | 3.00 +- 1.41 | 2 |" in table  # stdev of 2 and 4
-    assert "| reference | bitwise | bipolar | 5.00 +- n/a | 1 |" in table
+def test_results_table_pools_by_config_and_hardware_not_by_name(tmp_path):
+    root = str(tmp_path / "sweep_x")
+    cpu, gpu = [_segment("AMD EPYC")], [_segment("NVIDIA H200", "gpu")]
+    _write_run(root, "bipolar-seed0", 0, 0.02, segments=cpu)
+    _write_run(root, "renamed-by-hand-seed1", 1, 0.04, segments=cpu, source_dir="/elsewhere")  # same config: pooled
+    _write_run(root, "bipolar-seed1", 1, 0.03, sparsity=0.5, segments=cpu)  # name differs only in seed, config does not
+    _write_run(root, "bipolar-gpu", 0, 0.01, segments=gpu)  # same config, other hardware: side by side
+    table = sweep.results_table(root, ["bipolar-seed0", "renamed-by-hand-seed1", "bipolar-seed1", "bipolar-gpu", "unfinished"])
+    assert "| bipolar-seed1 | CPU (AMD EPYC) | bipolar | 1 | 0.5 | stage1 | hard_tanh |  | 3.00 % | 3.00 % |" in table
+    assert "| config (runs) | id | CPU (AMD EPYC) | H200 |" in table
+    pooled = next(line for line in table.splitlines() if "renamed-by-hand" in line and "seeds" in line)
+    assert "3.00 +- 1.41 % (seeds 0, 1: 2.00, 4.00)" in pooled  # stdev of 2 and 4
+    assert pooled.endswith("| 1.00 % (seed 0) |")  # the H200 run of the same config
+    assert "| sweep_x/bipolar |" in table and "3.00 % (seed 1) |  |" in table
     assert "| unfinished | missing eval.json |" in table
-    assert sweep.run_record(os.path.join(root, "reference"))["train_seconds"] == 60.0
+    assert sweep.run_record(os.path.join(root, "bipolar-seed0"))["train_seconds"] == 60.0
+
+
+def test_a_run_without_a_packed_model_is_reported_by_its_simulated_bitwise_error():
+    assert registry.final_error({"packed_error": 0.01, "bitwise_error": 0.01}) == 0.01
+    assert registry.final_error({"bitwise_error": 0.06, "packed_skipped": "batch norm (issue #14)"}) == 0.06
+    assert registry.final_error({"float_error": 0.02}) == 0.02
 
 
 def test_run_config_reads_overrides_as_the_command_line_does():

@@ -1,0 +1,69 @@
+"""The published tables of README.md and RESULTS.md, made from results/results.json only.
+
+`python -m experiments.report --tables` rewrites every `<!-- table:NAME -->` block of both files
+from the registry; `tests/test_results.py` checks that the committed files equal what this
+produces, so a table cannot drift from the registry or leave a run out.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bitnet import registry
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGISTRY = os.path.join(REPO, "results", "results.json")
+DOCUMENTS = ("README.md", "RESULTS.md")
+
+TABLE1_COLUMNS = {
+    "bipolar input": lambda entry: entry["encoding"] == "bipolar",
+    "0/1 input": lambda entry: entry["encoding"] == "binary",
+    "fixed-point 2 bits": lambda entry: entry["encoding"] == "fixed2",
+}
+TABLE1_PAPER = (
+    "| paper: real-valued (64-bit float) | 1.17 % | 1.32 % | 1.36 % |",
+    "| paper: bitwise | 1.33 % | 1.36 % | 1.47 % |",
+)
+WIDTH_1024 = ("model.hidden_sizes", [1024, 1024, 1024])
+TABLE1_ROWS = (
+    registry.Row("float relu MLP, paper protocol (`sweep_table1`)", ("sweep_table1",), (("run_kind", "float"),)),
+    registry.Row("bitwise, paper protocol (`sweep_table1`)", ("sweep_table1",), (("run_kind", "bitwise"),)),
+    registry.Row("bitwise, lambda = 0.5 (`sweep_tuned`)", ("sweep_tuned",)),
+    registry.Row("bitwise, augmented recipe (`sweep_augmented`, `augmented`)", ("sweep_augmented", "augmented"), (WIDTH_1024,)),
+)
+SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations")
+
+
+def render(entries: dict[str, registry.Entry]) -> dict[str, str]:
+    """Every table by block name: table1 (the paper's layout), pools (all runs), runs:<sweep>."""
+    values = list(entries.values())
+    tables = {
+        "table1": registry.summary_table(values, TABLE1_ROWS, TABLE1_COLUMNS, TABLE1_PAPER),
+        "pools": registry.pools_table(values),
+    }
+    for sweep_name in SWEEPS:
+        tables[f"runs:{sweep_name}"] = registry.runs_table(entry for entry in values if entry["sweep"] == sweep_name)
+    unlisted = sorted({entry["sweep"] for entry in values} - set(SWEEPS))
+    if unlisted:
+        raise ValueError(f"results.json has runs of sweeps {unlisted} that no table lists; add them to experiments/tables.py SWEEPS")
+    return tables
+
+
+def updated_documents(entries: dict[str, registry.Entry]) -> dict[str, str]:
+    """The text of README.md and RESULTS.md with every table block regenerated."""
+    tables = render(entries)
+    documents = {}
+    for name in DOCUMENTS:
+        with open(os.path.join(REPO, name)) as file:
+            text = file.read()
+        for block, content in tables.items():
+            if f"<!-- table:{block} -->" in text:
+                text = registry.replace_block(text, block, content)
+        documents[name] = text
+    return documents
+
+
+def write_documents() -> None:
+    for name, text in updated_documents(registry.load(REGISTRY)).items():
+        with open(os.path.join(REPO, name), "w") as file:
+            file.write(text)

@@ -1,0 +1,255 @@
+"""The trainer options the accuracy work needs (issue #12, section 5), each against a hand computation.
+
+Batch norm, squared hinge loss, exponential and step schedules, per-layer (Glorot) learning-rate
+scales and clipping of the shadow weights: seconds, no files. The smoke run with all of them on
+(train, checkpoint, resume bit-exactly, evaluate) is in tests/test_pipeline.py.
+"""
+
+import dataclasses
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from bitnet import configuration, models, plan, steps
+from configs import default, smoke
+
+
+def tiny_stage(mode="bitwise", **changes):
+    """A stage of a small net; `changes` replace Stage fields, or Hyperparameters / Network fields by name."""
+    config = smoke.get_config()
+    config.model.hidden_sizes = (16, 12)
+    config.run_kind = "float" if mode == "float" else "bitwise"
+    stage = {s.name: s for s in plan.plan(config)}[mode]
+    hyper = {key: changes.pop(key) for key in list(changes) if key in {f.name for f in dataclasses.fields(plan.Hyperparameters)}}
+    network = {key: changes.pop(key) for key in list(changes) if key in {f.name for f in dataclasses.fields(plan.Network)}}
+    return dataclasses.replace(
+        stage, hyper=dataclasses.replace(stage.hyper, **hyper), network=dataclasses.replace(stage.network, **network), **changes
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss
+
+
+def test_squared_hinge_loss_by_hand():
+    logits = jnp.array([[2.0, -0.5, 0.3], [0.0, 1.5, -2.0]])
+    labels = jnp.array([0, 2])
+    # example 0, t = (+1, -1, -1): max(0, 1 - 2)^2, max(0, 1 - 0.5)^2, max(0, 1 + 0.3)^2 = 0, 0.25, 1.69
+    # example 1, t = (-1, -1, +1): max(0, 1 + 0)^2, max(0, 1 + 1.5)^2, max(0, 1 + 2)^2 = 1, 6.25, 9
+    expected = (0 + 0.25 + 1.69 + 1 + 6.25 + 9) / 6
+    assert float(steps.squared_hinge(logits, labels)) == pytest.approx(expected, rel=1e-6)
+    assert steps.make_loss(tiny_stage(loss="squared_hinge")) is steps.squared_hinge
+    assert steps.make_loss(tiny_stage()) is steps.cross_entropy  # the default
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules (10 steps per epoch, 10 epochs: T = 100 steps after the warmup)
+
+
+def schedule(**changes):
+    return steps.make_schedule(tiny_stage(epochs=10, learning_rate=1e-2, **changes), steps_per_epoch=10)
+
+
+def test_exponential_schedule_decays_to_the_final_rate():
+    lr = schedule(schedule="exponential", final_learning_rate=1e-4)
+    for step, expected in [(0, 1e-2), (50, 1e-3), (100, 1e-4), (25, 1e-2 * 10 ** -0.5)]:  # 1e-2 * (1e-2)^(t/100)
+        assert float(lr(step)) == pytest.approx(expected, rel=1e-5), step
+    warm = schedule(schedule="exponential", final_learning_rate=1e-4, warmup_epochs=2)  # T = 80 after 20 warmup steps
+    assert float(warm(10)) == pytest.approx(5e-3) and float(warm(60)) == pytest.approx(1e-3, rel=1e-5)
+
+
+def test_step_schedule_multiplies_by_the_factor_every_n_epochs():
+    lr = schedule(schedule="step", decay_factor=0.5, decay_every_epochs=3)
+    for step, expected in [(0, 1e-2), (29, 1e-2), (30, 5e-3), (59, 5e-3), (60, 2.5e-3), (99, 1.25e-3)]:
+        assert float(lr(step)) == pytest.approx(expected, rel=1e-6), step
+
+
+def test_cosine_schedule_ends_at_the_final_rate_and_its_default_is_unchanged():
+    lr = schedule(final_learning_rate=1e-3)
+    assert float(lr(0)) == pytest.approx(1e-2) and float(lr(100)) == pytest.approx(1e-3)
+    assert float(lr(50)) == pytest.approx(1e-3 + 9e-3 / 2)  # final + (lr - final) (1 + cos(pi/2)) / 2
+    old = optax.cosine_decay_schedule(1e-2, 100)  # what the default was before final_learning_rate
+    assert all(float(schedule()(step)) == float(old(step)) for step in (0, 17, 50, 99, 100))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-layer learning-rate scale and clipping
+
+
+def params_like(sizes=(20, 16, 12, 10)):
+    rng = np.random.default_rng(0)
+    return {
+        f"dense{i}": {"kernel": jnp.asarray(rng.normal(size=(n_in, n_out)), jnp.float32), "bias": jnp.asarray(rng.normal(size=n_out), jnp.float32)}
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))
+    } | {"bn0": {"scale": jnp.full(16, 3.0), "bias": jnp.full(16, -3.0)}}
+
+
+def test_glorot_h_is_binarynets():
+    assert steps.glorot_h((784, 1024)) == pytest.approx(math.sqrt(1.5 / 1808))  # binary_net.DenseLayer, H="Glorot"
+    assert steps.glorot_h((20, 16)) == pytest.approx(math.sqrt(6 / 36) / 2)  # half the glorot_uniform bound
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_glorot_layer_scale_multiplies_each_kernels_update_by_one_over_h(optimizer):
+    params = params_like()
+    grads = jax.tree.map(lambda p: jnp.cos(p) * 0.1, params)
+    plain, scaled = (
+        steps.make_optimizer(tiny_stage(optimizer=optimizer, layer_lr_scale=scale), optax.constant_schedule(1e-3))
+        for scale in ("none", "glorot")
+    )
+    plain_updates, plain_state = plain.update(grads, plain.init(params), params)
+    scaled_updates, scaled_state = scaled.update(grads, scaled.init(params), params)
+    assert jax.tree.structure(plain_state) == jax.tree.structure(scaled_state)  # same checkpointed state
+    for name in ("dense0", "dense1", "dense2"):
+        kernel = params[name]["kernel"]
+        factor = np.float32(1.0 / math.sqrt(1.5 / sum(kernel.shape)))
+        np.testing.assert_array_equal(scaled_updates[name]["kernel"], plain_updates[name]["kernel"] * factor)
+        np.testing.assert_array_equal(scaled_updates[name]["bias"], plain_updates[name]["bias"])  # biases: scale 1
+    np.testing.assert_array_equal(scaled_updates["bn0"]["scale"], plain_updates["bn0"]["scale"])
+
+
+def test_clipping_bounds_kernels_only():
+    params = params_like()
+    assert steps.make_projection(tiny_stage()) is None  # default: off, the step is unchanged
+    absolute = steps.make_projection(tiny_stage(clip_weights=0.5))(params)
+    glorot = steps.make_projection(tiny_stage(clip_weights=2.0, clip_unit="glorot"))(params)
+    for name in ("dense0", "dense1", "dense2"):
+        kernel = np.asarray(params[name]["kernel"])
+        np.testing.assert_array_equal(absolute[name]["kernel"], np.clip(kernel, -0.5, 0.5))
+        bound = np.float32(2.0 * math.sqrt(1.5 / sum(kernel.shape)))
+        assert np.abs(glorot[name]["kernel"]).max() == bound  # reached: the normal draws exceed it
+        np.testing.assert_array_equal(glorot[name]["kernel"], np.clip(kernel, -bound, bound))
+        np.testing.assert_array_equal(absolute[name]["bias"], params[name]["bias"])
+    np.testing.assert_array_equal(absolute["bn0"]["scale"], params["bn0"]["scale"])
+
+
+def test_a_step_clips_after_the_update():
+    stage = tiny_stage("compressed", learning_rate=10.0, clip_weights=0.05)
+    state, after = one_step(stage)
+    for name in ("dense0", "dense1", "dense2"):
+        assert float(jnp.abs(after["params"][name]["kernel"]).max()) == pytest.approx(0.05)
+    assert float(jnp.abs(after["params"]["dense0"]["bias"]).max()) > 1  # lr 10: biases moved far, unclipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch norm
+
+BATCH, INPUTS = 8, 20
+
+
+def one_step(stage, seed=0):
+    """The state at step 0 and after one train step on a random +-1 batch."""
+    rng = np.random.default_rng(seed)
+    inputs = jnp.asarray(np.where(rng.random((BATCH, INPUTS)) < 0.5, 1.0, -1.0), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, BATCH), jnp.int32)
+    model = steps.make_model(stage)
+    optimizer = steps.make_optimizer(stage, steps.make_schedule(stage, 10))
+    state = steps.init_state(model, optimizer, steps.stage_key(stage), inputs[:1])
+    step = steps.make_train_step(model, optimizer, loss=steps.make_loss(stage), project=steps.make_projection(stage))
+    return state, step(state, inputs, labels, jnp.arange(BATCH), jax.random.key(1)) | {"inputs": inputs}
+
+
+@pytest.mark.parametrize("mode", ["float", "compressed", "bitwise"])
+def test_batch_norm_running_statistics_are_updated_in_training(mode):
+    stage = tiny_stage(mode, batch_norm=True, dropout_rate=0.0, input_dropout_rate=0.0)
+    state, after = one_step(stage)
+    assert set(state) == {"params", "batch_stats", "opt_state", "step", "totals"}
+    assert set(state["params"]) == {"dense0", "bn0", "dense1", "bn1", "dense2"}
+    assert set(state["params"]["dense0"]) == {"kernel"} and set(state["params"]["dense2"]) == {"kernel", "bias"}  # output: no BN
+    assert set(state["batch_stats"]) == {"bn0", "bn1"}
+    kernel, _ = models.layer_weights(state["params"]["dense0"], mode)
+    a = np.asarray(after["inputs"] @ kernel)  # layer 0's pre-activation with the parameters before the step
+    stats = after["batch_stats"]["bn0"]
+    np.testing.assert_allclose(stats["mean"], 0.1 * a.mean(0), rtol=1e-5, atol=1e-6)  # 0.9 * 0 + 0.1 * batch mean
+    np.testing.assert_allclose(stats["var"], 0.9 * 1 + 0.1 * a.var(0), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_evaluation_uses_the_running_statistics():
+    stage = tiny_stage("float", batch_norm=True, hidden_sizes=(5,))
+    model = steps.make_model(stage)
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(4, INPUTS)), jnp.float32)
+    variables = steps.model_variables(model.init(jax.random.key(0), x))
+    variables["params"]["bn0"] = {"scale": jnp.asarray(rng.normal(size=5), jnp.float32), "bias": jnp.asarray(rng.normal(size=5), jnp.float32)}
+    variables["batch_stats"]["bn0"] = {"mean": jnp.asarray(rng.normal(size=5), jnp.float32), "var": jnp.asarray(rng.random(5) + 0.5, jnp.float32)}
+    p, s = variables["params"], variables["batch_stats"]["bn0"]
+    normalized = (x @ p["dense0"]["kernel"] - s["mean"]) / np.sqrt(s["var"] + models.BN_EPSILON) * p["bn0"]["scale"] + p["bn0"]["bias"]
+    expected = np.maximum(normalized, 0) @ p["dense1"]["kernel"] + p["dense1"]["bias"]  # relu, output layer without BN
+    np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(steps.make_predict(model)(variables, x), np.argmax(expected, -1))
+
+
+def test_bitwise_batch_norm_has_no_packed_form():
+    config = default.get_config()
+    config.model.batch_norm = True
+    bitwise = plan.binarized_stage(plan.plan(config))
+    assert "issue #14" in plan.packed_missing(bitwise) and "bitnet-packed-v2" in plan.packed_missing(bitwise)
+    assert plan.packed_missing(plan.plan(default.get_config())[-1]) == ""
+    assert plan.run_packed_missing(config) == plan.packed_missing(bitwise)
+    config.run_kind = "float"
+    assert plan.run_packed_missing(config) == ""  # a float run has no packed model to miss
+
+
+# ---------------------------------------------------------------------------------------------
+# Config fields: read by the plan, checked with one-line errors, neutral in older workdirs
+
+
+def test_the_plan_reads_every_option():
+    config = default.get_config()
+    config.model.batch_norm = True
+    config.stage2.update(loss="squared_hinge", schedule="step", decay_factor=0.25, decay_every_epochs=3, layer_lr_scale="glorot",
+                         clip_weights=1.5, clip_unit="glorot", final_learning_rate=1e-5)  # fmt: skip
+    compressed, bitwise = plan.plan(config)
+    assert compressed.network.batch_norm and bitwise.network.batch_norm
+    assert (compressed.loss, compressed.layer_lr_scale, compressed.hyper.clip_weights) == ("cross_entropy", "none", 0.0)
+    assert (bitwise.loss, bitwise.schedule, bitwise.layer_lr_scale, bitwise.clip_unit) == ("squared_hinge", "step", "glorot", "glorot")
+    assert (bitwise.hyper.decay_factor, bitwise.hyper.decay_every_epochs, bitwise.hyper.clip_weights) == (0.25, 3, 1.5)
+    assert bitwise.hyper.final_learning_rate == 1e-5
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("model.batch_norm", 1, "config.model.batch_norm=1 must be True or False"),
+        ("stage1.loss", "hinge", "config.stage1.loss='hinge' is unknown; use one of ['cross_entropy', 'squared_hinge']"),
+        ("stage2.schedule", "linear", "config.stage2.schedule='linear' is unknown"),
+        ("stage2.schedule", "exponential", "config.stage2.schedule='exponential' needs final_learning_rate > 0"),
+        ("stage1.final_learning_rate", 0.1, "config.stage1.final_learning_rate=0.1 must be in [0, learning_rate=0.001]"),
+        ("stage1.decay_factor", 1.5, "config.stage1.decay_factor=1.5 must be in (0, 1]"),
+        ("stage2.decay_every_epochs", 0, "config.stage2.decay_every_epochs=0 must be an integer >= 1"),
+        ("stage2.layer_lr_scale", "he", "config.stage2.layer_lr_scale='he' is unknown; use one of ['none', 'glorot']"),
+        ("stage1.clip_weights", -1.0, "config.stage1.clip_weights=-1.0 must be >= 0 (0: no clipping)"),
+        ("stage1.clip_unit", "relative", "config.stage1.clip_unit='relative' is unknown; use one of ['absolute', 'glorot']"),
+    ],
+)
+def test_bad_option_values_are_one_line_config_errors(field, value, words):
+    values = configuration.config_dict(default.get_config())
+    holder, name = field.split(".")
+    values[holder][name] = value  # (a typed ConfigDict refuses a value of another type before any check)
+    config = ml_collections.ConfigDict(values)
+    with pytest.raises(configuration.ConfigError) as error:
+        configuration.check(config)
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_older_workdir_without_the_new_fields_is_the_same_config(tmp_path):
+    config = default.get_config()
+    old = configuration.config_dict(config)
+    del old["model"]["batch_norm"]
+    for stage in ("stage1", "stage2"):
+        for field in ("loss", "final_learning_rate", "decay_factor", "decay_every_epochs", "layer_lr_scale", "clip_weights", "clip_unit"):
+            del old[stage][field]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert configuration.check_workdir(config, str(tmp_path))  # accepted as the same config: it resumes
+    read = configuration.read_config(str(tmp_path))
+    assert plan.plan(read) == plan.plan(config)  # evaluation of an older workdir builds the same stages
+    changed = ml_collections.ConfigDict(configuration.config_dict(config))
+    changed.stage2.loss = "squared_hinge"
+    with pytest.raises(configuration.ConfigError, match=r"differs in: stage2.loss"):
+        configuration.check_workdir(changed, str(tmp_path))

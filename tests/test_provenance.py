@@ -1,0 +1,78 @@
+"""Provenance: code, versions and hardware recorded per run segment, and read back for pooling."""
+
+import json
+import os
+
+import pytest
+
+from bitnet import configuration, preemption, provenance
+from configs import smoke
+
+
+def _workdir(tmp_path) -> str:
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    configuration.write_or_check(smoke.get_config(), workdir)
+    return workdir
+
+
+def test_code_version_inside_and_outside_a_checkout(tmp_path):
+    inside = provenance.code_version()
+    assert len(inside["commit"]) == 40 and int(inside["commit"], 16) >= 0
+    assert isinstance(inside["dirty"], bool)
+    assert provenance.code_version(str(tmp_path)) == {"commit": "unknown", "dirty": "unknown"}
+
+
+def test_environment_names_versions_and_devices():
+    environment = provenance.environment()
+    assert set(environment["versions"]) == set(provenance.LIBRARIES)
+    assert all(version != "unknown" for version in environment["versions"].values())
+    devices = environment["devices"]
+    assert devices["platform"] == "cpu" and devices["count"] >= 1 and devices["kind"]
+
+
+@pytest.mark.parametrize(
+    "raised, status", [(None, "finished"), (preemption.Preempted("x"), "stopped"), (KeyboardInterrupt(), "stopped"), (ValueError("x"), "error")]
+)
+def test_segment_records_start_end_and_how_it_ended(tmp_path, raised, status):
+    workdir = _workdir(tmp_path)
+    try:
+        with provenance.segment(workdir):
+            with open(os.path.join(workdir, "metrics.jsonl"), "a") as file:
+                file.write("{}\n{}\n")
+            if raised is not None:
+                raise raised
+    except (preemption.Preempted, KeyboardInterrupt, ValueError):
+        pass
+    (segment,) = provenance.read_segments(workdir)
+    assert segment["status"] == status and segment["epochs"] == 2
+    assert segment["start"] <= segment["end"]
+    assert segment["code"] == provenance.code_version()
+    # the record is not a config field: the same config still fits, and reads back without it
+    assert configuration.check_workdir(smoke.get_config(), workdir)
+    assert "provenance" not in configuration.read_config(workdir)
+
+
+def test_segments_accumulate_and_survive_overwrite(tmp_path):
+    workdir = _workdir(tmp_path)
+    for _ in range(2):
+        with provenance.segment(workdir):
+            pass
+    changed = smoke.get_config()
+    changed.stage2.epochs = 5
+    configuration.write_or_check(changed, workdir, overwrite=True)
+    assert len(provenance.read_segments(workdir)) == 2
+    with open(os.path.join(workdir, "config.previous.json")) as file:
+        assert len(json.load(file)["provenance"]["segments"]) == 2
+
+
+def test_hardware_of_segments():
+    cpu = {"devices": {"platform": "cpu", "kind": "AMD EPYC"}, "epochs": 3}
+    gpu = {"devices": {"platform": "gpu", "kind": "NVIDIA H200"}, "epochs": 1}
+    idle_gpu = {**gpu, "epochs": 0}  # a rerun of a finished run trains nothing
+    killed_gpu = {**gpu, "epochs": None}  # killed: it may have trained
+    assert provenance.hardware([cpu, cpu]) == "cpu: AMD EPYC"
+    assert provenance.hardware([cpu, idle_gpu]) == "cpu: AMD EPYC"
+    assert provenance.hardware([cpu, killed_gpu]) == provenance.MIXED
+    assert provenance.hardware([]) == provenance.UNKNOWN
+    assert provenance.commits([{"code": {"commit": "a" * 40, "dirty": True}}, {"code": {"commit": "b" * 40, "dirty": False}}]) == ["aaaaaaa+dirty", "bbbbbbb"]
