@@ -37,9 +37,15 @@ def default_axis() -> str:
     return "map" if jax.default_backend() == "cpu" else "vmap"
 
 
+def traced_fields(stage: Stage) -> tuple[str, ...]:
+    """The `TRACED` fields of this stage: all but the learning rate with an exponential schedule (optax tests its decay
+    rate final / learning rate in Python)."""
+    return tuple(field for field in TRACED if not (field == "learning_rate" and stage.schedule == "exponential"))
+
+
 def shape_of(stage: Stage) -> Stage:
-    """The stage with its seed, source workdir and `TRACED` numbers blanked: stages train together when these agree."""
-    return dataclasses.replace(stage, seed=0, source_workdir="", hyper=dataclasses.replace(stage.hyper, **dict.fromkeys(TRACED, 0.0)))
+    """The stage with its seed, source workdir and traced numbers blanked: stages train together when these agree."""
+    return dataclasses.replace(stage, seed=0, source_workdir="", hyper=dataclasses.replace(stage.hyper, **dict.fromkeys(traced_fields(stage), 0.0)))
 
 
 def group_key(config: ml_collections.ConfigDict) -> tuple:
@@ -50,13 +56,13 @@ def group_key(config: ml_collections.ConfigDict) -> tuple:
 
 
 def varying(stages: Sequence[Stage]) -> tuple[str, ...]:
-    """The `TRACED` fields whose values differ between the stages (traced inputs of the group's chunk)."""
-    return tuple(field for field in TRACED if len({getattr(stage.hyper, field) for stage in stages}) > 1)
+    """The traced fields whose values differ between the stages (traced inputs of the group's chunk)."""
+    return tuple(field for field in traced_fields(stages[0]) if len({getattr(stage.hyper, field) for stage in stages}) > 1)
 
 
 def layer_counts(stage: Stage, input_size: int) -> tuple[int, ...]:
     """k = floor(lambda * size) of each layer's kernel, in layer order (quantizers.num_off)."""
-    params = steps.abstract_params(stage, input_size)
+    params = steps.abstract_variables(stage, input_size)["params"]
     return tuple(quantizers.num_off(stage.hyper.sparsity, params[name]["kernel"].size) for name in models.layer_names(params))
 
 
@@ -109,7 +115,8 @@ def make_group_chunk(
     def run_chunk(state, values, active, inputs, labels, order, start_row, num_steps, key):
         run = dataclasses.replace(stage, hyper=dataclasses.replace(stage.hyper, **values))
         optimizer = steps.make_optimizer(run, steps.make_schedule(run, steps_per_epoch))
-        chunk = steps.chunk_function(steps.step_function(steps.make_model(run), optimizer, augment))
+        step = steps.step_function(steps.make_model(run), optimizer, augment, loss=steps.make_loss(run), project=steps.make_projection(run))
+        chunk = steps.chunk_function(step)
         trained = chunk(state, inputs, labels, order, start_row, num_steps, key)
         return jax.tree.map(lambda new, old: jnp.where(active, new, old), trained, state)
 

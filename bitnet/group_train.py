@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import binarized, configuration, data, group, loop, plan, preemption, steps, train
+from bitnet import configuration, data, group, loop, plan, preemption, provenance, steps, train, workdir_lock
 from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
@@ -35,7 +35,15 @@ GROUP_FILE = "group.json"
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None = None) -> list[str | None]:
-    """Train the runs `configs` in `workdirs` as one group (resuming); per run None, or its one-line error."""
+    """Train the runs `configs` in `workdirs` as one group (resuming), holding every workdir's lock; per run None, or
+    its one-line error."""
+    with contextlib.ExitStack() as locks:
+        for workdir in workdirs:
+            locks.enter_context(workdir_lock.held(workdir))
+        return _train_group(configs, workdirs, axis)
+
+
+def _train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None) -> list[str | None]:
     for config, workdir in zip(configs, workdirs, strict=True):
         configuration.check(config)
         configuration.check_workdir(config, workdir)
@@ -53,8 +61,10 @@ def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
     errors: list[str | None] = [None] * len(configs)
-    params: list[dict | None] = [None] * len(configs)
+    variables: list[dict | None] = [None] * len(configs)
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
+        for workdir in workdirs:
+            exits.enter_context(provenance.segment(workdir))  # each run's config.json records this process
         writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
         for index in range(len(plans[0])):
             live = [run for run in range(len(configs)) if errors[run] is None]
@@ -63,9 +73,9 @@ def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
                 break
             if stages[0].start == plan.FINISHED:
                 for run, stage in zip(live, stages):
-                    params[run] = loop.best_params(stage, stage.source_workdir, dataset.input_size)
+                    variables[run] = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
                 continue
-            inits = [params[run] if stage.start == plan.PREVIOUS else None for run, stage in zip(live, stages)]
+            inits = [variables[run] if stage.start == plan.PREVIOUS else None for run, stage in zip(live, stages)]
             results = run_group_stage(stages, [workdirs[run] for run in live], dataset, inits, [writers[run] for run in live], len(configs), axis)
             for run, result in zip(live, results):
                 if isinstance(result, str):
@@ -73,11 +83,10 @@ def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
                     _write_text(os.path.join(workdirs[run], ERROR_FILE), f"error: {result}\n")
                     logging.error("%s: %s", workdirs[run], result)
                 else:
-                    params[run] = result
-    for run, stages in enumerate(plans):
-        final = plan.binarized_stage(stages)
-        if errors[run] is None and final is not None:
-            binarized.save(workdirs[run], *binarized.binarize(final, params[run], dataset.encoding))
+                    variables[run] = result
+        for run, stages in enumerate(plans):
+            if errors[run] is None:
+                train.save_binarized(stages, variables[run], workdirs[run], dataset)
     logging.info("group of %d done: %d finished", len(configs), errors.count(None))
     return errors
 
@@ -87,7 +96,7 @@ def run_group_stage(
     writers: Sequence[MetricWriter], group_size: int, axis: str | None = None,
 ) -> list[dict | str]:
     """Train one stage of each run as a group (each resuming from its own latest checkpoint); per run its best
-    parameters, or the one-line error that stopped it."""
+    model variables, or the one-line error that stopped it."""
     size, stage = len(stages), stages[0]
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
@@ -148,7 +157,7 @@ def run_group_stage(
         stacked = group.stack(per_run)
         if preemption.requested():
             raise loop._preempted(workdirs[0], stage, low)
-    return [result if result is not None else loop.best_params(run, workdir, dataset.input_size)
+    return [result if result is not None else loop.best_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]
 
 

@@ -74,7 +74,8 @@ def commands(run: Run, base_config: str, workdir: str) -> list[list[str]]:
 
 
 def run_config(base: str, run: Run) -> ml_collections.ConfigDict:
-    """The config of one run, built in-process exactly as `--config=base --config.field=value ...` builds it."""
+    """The config a run trains with: the base config file with the run's overrides, parsed exactly as
+    `experiments.train --config=BASE --config.field=value` parses them; ConfigError for an override that does not fit."""
     argv = ["sweep", f"--config={base}", *[f"--config.{key}={value}" for key, value in run.overrides]]
     flag_values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
@@ -196,19 +197,6 @@ def results_table(root: str, names: list[str]) -> str:
     lines += [f"| {name} | missing eval.json |" + " |" * 12 for name in missing]
     lines += ["", "Pooled by config (but the seed) and hardware:", "", registry.pools_table(records)]
     return "\n".join(lines) + "\n"
-
-
-def run_config(base_config: str, run: Run):
-    """The config a run trains with: the base config file with the run's overrides, parsed exactly
-    as `experiments.train --config=BASE --config.field=value` parses them."""
-    from absl import flags
-    from ml_collections import config_flags
-
-    argv = ["sweep", f"--config={base_config}", *(f"--config.{key}={value}" for key, value in run.overrides)]
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
-    flag_values(argv)
-    return flag_values.config
 
 
 def load_sweep(path: str):

@@ -79,15 +79,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
                 logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
                 continue
             variables = loop.run_stage(stage, workdir, dataset, variables if stage.start == plan.PREVIOUS else None, writer)
-        final = plan.binarized_stage(stages)
-        if final is not None and plan.packed_missing(final):
-            logging.warning("no packed model: %s", plan.packed_missing(final))
-        elif final is not None:
-            arrays, meta = binarized.binarize(final, variables["params"], dataset.encoding)
-            meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
-            binarized.save(workdir, arrays, meta)
+        save_binarized(stages, variables, workdir, dataset)
     logging.info("training done: %s", workdir)
     return variables
+
+
+def save_binarized(stages: tuple[plan.Stage, ...], variables: dict, workdir: str, dataset: Dataset) -> None:
+    """Store the binarized model of a run whose last stage is bitwise, with its training provenance (none with
+    batch norm: logged)."""
+    final = plan.binarized_stage(stages)
+    if final is not None and plan.packed_missing(final):
+        logging.warning("no packed model: %s", plan.packed_missing(final))
+    elif final is not None:
+        arrays, meta = binarized.binarize(final, variables["params"], dataset.encoding)
+        meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
+        binarized.save(workdir, arrays, meta)
 
 
 def _log_summary(stage: plan.Stage, dataset: Dataset) -> None:

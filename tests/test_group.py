@@ -24,7 +24,7 @@ def alone(stage, counts=(1, 10)):
     """The state of `stage` trained alone (the single-run chunk) after each count of steps of epoch 1."""
     model, optimizer, key, state, inputs, labels, _ = setup(stage)
     order = jnp.asarray(data.batch_indices(stage.seed, 1, NUM_TRAIN, BATCH))
-    chunk = steps.make_train_chunk(model, optimizer)
+    chunk = steps.make_train_chunk(model, optimizer, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     return [chunk(state, inputs, labels, order, 0, count, key) for count in counts]
 
 
@@ -68,6 +68,27 @@ def test_runs_of_a_group_train_as_alone():
                 assert_close(state["params"], expected[run][count]["params"], 1e-6)
         assert [int(state["step"]) for state in partly] == [3, 0, 3]
         assert_same(partly[1], setup(stages[1])[3])  # an inactive run keeps its state
+
+
+def test_the_training_options_train_in_groups():
+    """Batch norm (its running statistics per run), the squared hinge loss and clipped weights, learning rate per run."""
+    network = dataclasses.replace(tiny_stage().network, batch_norm=True)
+    stages = [
+        dataclasses.replace(stage, network=network, loss="squared_hinge", hyper=dataclasses.replace(stage.hyper, clip_weights=0.5))
+        for stage in runs("bitwise", learning_rate=(1e-3, 1e-2, None))[:2]
+    ]
+    expected = [alone(stage, counts=(10,))[0] for stage in stages]
+    (states,) = grouped(stages, "vmap", ((10, ALL),))
+    for state, alone_state in zip(states, expected):
+        assert_close({key: state[key] for key in ("params", "batch_stats")}, {key: alone_state[key] for key in ("params", "batch_stats")}, 1e-6)
+
+
+def test_an_exponential_schedule_keeps_its_learning_rate_a_constant():
+    """optax's exponential decay tests final / learning rate in Python: such runs group by learning rate."""
+    first, second = runs("bitwise", learning_rate=(1e-3, 3e-3, 1e-2))[:2]
+    assert group.shape_of(first) == group.shape_of(second)
+    first, second = (dataclasses.replace(stage, schedule="exponential") for stage in (first, second))
+    assert group.shape_of(first) != group.shape_of(second)
 
 
 def test_per_layer_counts_are_the_hosts():
