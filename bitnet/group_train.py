@@ -4,7 +4,8 @@ Each run gets the complete workdir a run trained alone gets (config.json, metric
 TensorBoard events, per-stage checkpoints, the binarized model), written by the single run's code
 (bitnet.loop's resume, epoch end and stopped-state save); only the steps run as one compiled chunk
 for all K (bitnet.group). Each metrics line says the group's size: with K > 1 its epoch_seconds is
-the group's wall time for the epoch, shared by K runs; WORKDIR/group.json names the group's runs.
+the group's wall time for the epoch, shared by K runs; the process's provenance segment in each
+run's config.json names the group's runs and size ("group").
 
 A run whose loss becomes non-finite stops alone: its one-line error goes to WORKDIR/error.txt (and
 the log), it trains no later stage and gets no binarized model; the others train on. Resuming
@@ -16,7 +17,6 @@ follows its uninterrupted data order and keys.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from typing import Sequence
@@ -31,7 +31,6 @@ from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
 
-GROUP_FILE = "group.json"
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None = None) -> list[str | None]:
@@ -57,14 +56,13 @@ def _train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequenc
     for config, workdir in zip(configs, workdirs):
         os.makedirs(workdir, exist_ok=True)
         configuration.write_or_check(config, workdir)
-        _write_json(os.path.join(workdir, GROUP_FILE), {"runs": [os.path.abspath(w) for w in workdirs], "size": len(workdirs)})
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
     errors: list[str | None] = [None] * len(configs)
     variables: list[dict | None] = [None] * len(configs)
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
-        for workdir in workdirs:
-            exits.enter_context(provenance.segment(workdir))  # each run's config.json records this process
+        group_facts = {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs)}
+        endings = [exits.enter_context(provenance.segment(workdir, group=group_facts)) for workdir in workdirs]
         writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
         for index in range(len(plans[0])):
             live = [run for run in range(len(configs)) if errors[run] is None]
@@ -80,6 +78,7 @@ def _train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequenc
             for run, result in zip(live, results):
                 if isinstance(result, str):
                     errors[run] = result
+                    endings[run].update(status="error", error=result)
                     _write_text(os.path.join(workdirs[run], ERROR_FILE), f"error: {result}\n")
                     logging.error("%s: %s", workdirs[run], result)
                 else:
@@ -172,10 +171,6 @@ def _stopping(results: list, run: int):
 
 def _take(tree, index: int):
     return jax.tree.map(lambda leaf: leaf[index], tree)
-
-
-def _write_json(path: str, value) -> None:
-    _write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def _write_text(path: str, text: str) -> None:

@@ -155,19 +155,21 @@ def _metric_lines(workdir: str) -> int:
 
 
 @contextlib.contextmanager
-def segment(workdir: str) -> Iterator[None]:
+def segment(workdir: str, **facts: Any) -> Iterator[dict]:
     """Record this process as a segment of the run in `workdir` (whose config.json must exist).
 
     The segment ends with "status": "finished", "stopped" (SIGTERM/SIGINT, resumable) or "error",
     and "epochs": the epoch lines it added to metrics.jsonl; a process killed outright leaves
-    "end": null.
+    "end": null. `facts` are more fields of the segment (a group's runs and size); the dict it
+    yields updates the segment when it ends (a run of a group that failed alone: its status and error).
     """
-    entry = {"start": now(), "end": None, "status": None, "epochs": None, **environment()}
+    entry = {"start": now(), "end": None, "status": None, "epochs": None, **environment(), **facts}
+    ending: dict = {}
     _update(workdir, lambda segments: segments.append(entry))
     lines_before = _metric_lines(workdir)
     status = "error"
     try:
-        yield
+        yield ending
         status = "finished"
     except BaseException as error:
         from bitnet import preemption  # late: avoids a cycle at import
@@ -177,7 +179,7 @@ def segment(workdir: str) -> Iterator[None]:
         raise
     finally:
         def close(segments: list[dict]) -> None:
-            segments[-1].update(end=now(), status=status, epochs=max(_metric_lines(workdir) - lines_before, 0))
+            segments[-1].update({"end": now(), "status": status, "epochs": max(_metric_lines(workdir) - lines_before, 0), **ending})
 
         with contextlib.suppress(OSError, json.JSONDecodeError, IndexError):
             _update(workdir, close)  # a full or read-only disk must not hide the error being raised

@@ -1,6 +1,5 @@
 """The group pipeline (bitnet.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
 
-import json
 import os
 import shutil
 import signal
@@ -11,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from bitnet import binarized, evaluate, export, group_train, train
+from bitnet import binarized, evaluate, export, group_train, provenance, train
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
 
@@ -51,8 +50,8 @@ def test_a_group_ends_as_its_runs_alone(synthetic, grouped, tmp_path):
     assert_same_models(grouped[1], alone)
     for workdir in grouped:
         assert {line["group_size"] for line in metric_lines(workdir)} == {2}
-        with open(os.path.join(workdir, group_train.GROUP_FILE)) as file:
-            assert json.load(file) == {"runs": [os.path.abspath(w) for w in grouped], "size": 2}
+        (segment,) = provenance.read_segments(workdir)
+        assert segment["group"] == {"runs": [os.path.abspath(w) for w in grouped], "size": 2} and segment["status"] == "finished"
     results = evaluate.evaluate_workdir(grouped[1])
     assert results["bitwise_error"] == results["packed_error"] == evaluate.evaluate_workdir(alone)["packed_error"]
 
@@ -68,6 +67,7 @@ def test_a_diverging_run_stops_alone(synthetic, tmp_path):
     assert "loss became non-finite at step" in errors[0] and "\n" not in errors[0] and errors[1] is None
     with open(os.path.join(workdirs[0], group_train.ERROR_FILE)) as file:
         assert file.read() == f"error: {errors[0]}\n"
+    assert [(s["status"], s.get("error")) for s in map(lambda w: provenance.read_segments(w)[-1], workdirs)] == [("error", errors[0]), ("finished", None)]
     assert [line["epoch"] for line in metric_lines(workdirs[1])] == [1, 2]
     assert not os.path.exists(os.path.join(workdirs[1], group_train.ERROR_FILE))
 
