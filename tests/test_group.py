@@ -12,7 +12,7 @@ from tests.test_steps import BATCH, NUM_TRAIN, assert_same, setup, tiny_stage
 
 
 def runs(mode, **varied):
-    """Three runs of one tiny stage with seeds 0, 1, 2 and the `varied` hyperparameters (a value per run)."""
+    """Three runs of one tiny stage with seeds 0, 1, 2 and the `varied` hyperparameters (a value per run; slice to use fewer)."""
     base = tiny_stage(mode, hyper=dataclasses.replace(tiny_stage(mode).hyper, dropout_rate=0.2, input_dropout_rate=0.1))
     return [
         dataclasses.replace(base, seed=seed, hyper=dataclasses.replace(base.hyper, **{field: values[seed] for field, values in varied.items()}))
@@ -57,16 +57,16 @@ def test_runs_of_a_group_train_as_alone():
     """Per run its seed (data order, dropout keys) and traced numbers: learning rate, dropout rate and lambda > 0
     (beta per run and per layer). After 1 and 10 steps, with either run axis, as alone within 1e-6 (bitnet.group_train's
     tests: bit for bit on the CPU for runs differing in seed only)."""
-    stages = runs("bitwise", learning_rate=(1e-3, 3e-3, 3e-4), dropout_rate=(0.0, 0.2, 0.5), sparsity=(0.1, 0.5, 0.29))
+    stages = runs("bitwise", learning_rate=(1e-3, 3e-3, None), dropout_rate=(0.0, 0.5, None), sparsity=(0.1, 0.29, None))[:2]
     assert group.varying(stages) == ("learning_rate", "dropout_rate", "sparsity")
     expected = [alone(stage) for stage in stages]
     for axis in group.AXES:
-        *counted, partly = grouped(stages, axis, ((1, ALL), (10, ALL), (3, [True, False, True])))
+        *counted, partly = grouped(stages, axis, ((1, ALL), (10, ALL), (3, [True, False])))
         for count, states in enumerate(counted):
             for run, state in enumerate(states):
                 assert int(state["step"]) == (1, 10)[count]
                 assert_close(state["params"], expected[run][count]["params"], 1e-6)
-        assert [int(state["step"]) for state in partly] == [3, 0, 3]
+        assert [int(state["step"]) for state in partly] == [3, 0]
         assert_same(partly[1], setup(stages[1])[3])  # an inactive run keeps its state
 
 

@@ -1,5 +1,6 @@
 """The group pipeline (bitnet.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
 
+import itertools
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from bitnet import binarized, evaluate, export, group_train, provenance, train
+from bitnet import binarized, evaluate, export, group_train, loop, preemption, provenance, train
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
 
@@ -103,3 +104,21 @@ def test_a_killed_sweep_resumes_its_group_to_the_same_models(synthetic, grouped,
         assert alone_lines(str(root / name)) == alone_lines(uninterrupted)
         assert_same_models(str(root / name), uninterrupted)
         assert (root / name / "eval.json").exists()
+
+
+def test_a_stopped_group_resumes_to_the_same_models(synthetic, grouped, tmp_path, monkeypatch):
+    """SIGTERM (as preemption records it) in the middle of stage 2's first epoch, chunks of one step: every run saves
+    its state at that step; the same call then ends as an uninterrupted group."""
+    workdirs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)
+    checks = itertools.count()
+    monkeypatch.setattr(preemption, "requested", lambda: "SIGTERM" if next(checks) >= 30 else None)
+    with pytest.raises(preemption.Preempted, match="stopped by SIGTERM"):
+        group_train.train_group(seeds(*synthetic), workdirs)
+    steps_saved = {os.listdir(os.path.join(workdir, "checkpoints", "bitwise", "latest"))[0] for workdir in workdirs}
+    assert len(steps_saved) == 1 and int(steps_saved.pop()) % 12  # both at one step, mid-epoch (12 steps per epoch)
+    monkeypatch.undo()
+    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    for resumed, uninterrupted in zip(workdirs, grouped):
+        assert alone_lines(resumed) == alone_lines(uninterrupted)
+        assert_same_models(resumed, uninterrupted)
