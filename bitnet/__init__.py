@@ -10,7 +10,8 @@ Modules, one job each, in the order of the paper's method:
 
 Training, in the order a run goes: plan (config -> stages), steps (the jitted step and chunk of
 steps), loop (one stage: chunks, validation, checkpoints), train (train_and_evaluate), binarized
-(the packed model, stored once), evaluate (test errors).
+(the packed model, stored once), evaluate (test errors). Runs of a sweep trained as one program:
+group (the step's chunk over a run axis), group_train (train_group: each run in its own workdir).
 """
 
 __version__ = "0.1.0"
