@@ -83,10 +83,14 @@ def stack(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
+def take(tree: Any, index: int) -> Any:
+    """Run `index`'s pytree of a stacked one."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
 def unstack(tree: Any) -> list[Any]:
     """The per-run pytrees of a stacked one."""
-    size = len(jax.tree.leaves(tree)[0])
-    return [jax.tree.map(lambda leaf: leaf[index], tree) for index in range(size)]
+    return [take(tree, index) for index in range(len(jax.tree.leaves(tree)[0]))]
 
 
 def check_compatible(stages: Sequence[Stage]) -> None:

@@ -21,7 +21,6 @@ import os
 import time
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import logging
@@ -30,7 +29,6 @@ from bitnet import configuration, data, group, loop, plan, preemption, provenanc
 from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
-
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None = None) -> list[str | None]:
@@ -109,7 +107,7 @@ def run_group_stage(
         state, best_error = loop.resume(run, workdir, state, writer, steps_per_epoch)
         states.append(state), best.append(best_error), first.append(int(state["step"]))
     predicts: dict[float, object] = {}  # one compiled prediction per lambda: it is all a prediction depends on besides shapes
-    pace = loop._Pace(min(first), total_steps)
+    pace = loop.Pace(min(first), total_steps)
     ends = [
         loop.EpochEnd(run, workdir, writer, dataset, predicts.setdefault(run.hyper.sparsity, steps.make_predict(model)), schedule,
                       steps_per_epoch, first_step, pace, {"group_size": group_size}, f"[{os.path.basename(workdir)}] ")
@@ -141,8 +139,8 @@ def run_group_stage(
                 for run in range(size):
                     if active[run]:
                         with _stopping(results, run):
-                            loop.save_stopped(stages[run], workdirs[run], _take(stacked, run), epoch, best[run])
-                raise loop._preempted(workdirs[0], stage, low)
+                            loop.save_stopped(stages[run], workdirs[run], group.take(stacked, run), epoch, best[run])
+                raise loop.preempted(workdirs[0], stage, low)
         for run in range(size):
             position[run] = low if active[run] else position[run]
         if low < epoch * steps_per_epoch:
@@ -155,7 +153,7 @@ def run_group_stage(
                     per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
         stacked = group.stack(per_run)
         if preemption.requested():
-            raise loop._preempted(workdirs[0], stage, low)
+            raise loop.preempted(workdirs[0], stage, low)
     return [result if result is not None else loop.best_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]
 
@@ -167,10 +165,6 @@ def _stopping(results: list, run: int):
         yield
     except TrainingError as error:
         results[run] = str(error)
-
-
-def _take(tree, index: int):
-    return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
 def _write_text(path: str, text: str) -> None:

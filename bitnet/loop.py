@@ -49,7 +49,7 @@ class Dataset:
 
 
 @dataclasses.dataclass
-class _Pace:
+class Pace:
     """Chunk sizes from the measured step time, and the ETA, of one stage's run."""
 
     first_step: int
@@ -87,7 +87,7 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
     augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
     train_chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     predict = steps.make_predict(model)
-    pace = _Pace(first_step, stage.epochs * steps_per_epoch)
+    pace = Pace(first_step, stage.epochs * steps_per_epoch)
     epoch_end = EpochEnd(stage, workdir, writer, dataset, predict, schedule, steps_per_epoch, first_step, pace)
     saved_at = time.time()
     for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
@@ -101,12 +101,12 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
             pace.measured(count, time.time() - chunk_start)
             if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
                 save_stopped(stage, workdir, state, epoch, best_error)
-                raise _preempted(workdir, stage, int(state["step"]))
+                raise preempted(workdir, stage, int(state["step"]))
             if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
                 logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
         state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
         if preemption.requested():
-            raise _preempted(workdir, stage, int(state["step"]))
+            raise preempted(workdir, stage, int(state["step"]))
     return best_variables(stage, workdir, dataset.input_size)
 
 
@@ -141,7 +141,7 @@ class EpochEnd:
     schedule: Callable
     steps_per_epoch: int
     first_step: int
-    pace: _Pace
+    pace: Pace
     extra: dict = dataclasses.field(default_factory=dict)  # more fields of each metrics line
     label: str = ""  # of the log line: which run
 
@@ -214,7 +214,7 @@ def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:
         )
 
 
-def _preempted(workdir: str, stage: Stage, step: int) -> preemption.Preempted:
+def preempted(workdir: str, stage: Stage, step: int) -> preemption.Preempted:
     return preemption.Preempted(
         f"stopped by {preemption.requested()} in stage {stage.name} at step {step}; "
         f"checkpoint saved in {checkpoints.stage_dir(workdir, stage.name, 'latest')}; rerun the same command to resume"
