@@ -7,6 +7,10 @@ Modules, one job each, in the order of the paper's method:
   packing     +-1 / 0-1 values <-> uint32 words
   inference   jitted XNOR-popcount forward pass on packed words
   export      the portable "bitnet-packed-v1" .npz format and a NumPy-only reader
+
+Training, in the order a run goes: plan (config -> stages), steps (the jitted step and chunk of
+steps), loop (one stage: chunks, validation, checkpoints), train (train_and_evaluate), binarized
+(the packed model, stored once), evaluate (test errors).
 """
 
 __version__ = "0.1.0"

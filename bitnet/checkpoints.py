@@ -19,9 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, damaged, or from an incompatible config."""
+from bitnet.errors import CheckpointError  # defined with the other user errors; still importable from here
 
 
 def _manager(path: str, best: bool = False) -> ocp.CheckpointManager:
@@ -38,14 +36,16 @@ def stage_dir(workdir: str, stage: str, which: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints", stage, which)
 
 
-def save_stage(workdir: str, stage: str, state: Any, meta: dict, val_error: float, is_best: bool) -> None:
-    """Save the latest state of a stage (and as best when it has the lowest validation error).
+def save_stage(
+    workdir: str, stage: str, state: Any, meta: dict, val_error: float | None, is_best: bool, latest: bool = True
+) -> None:
+    """Save the state of a stage as latest (unless `latest` is False) and as best when it has the lowest validation error.
 
     Best goes first: a run killed between the two saves resumes from the previous latest, redoes the
     epoch and finds its best already saved, so it ends like an uninterrupted run.
     """
     step = int(meta["step"])
-    targets = ([("best", True)] if is_best else []) + [("latest", False)]
+    targets = ([("best", True)] if is_best else []) + ([("latest", False)] if latest else [])
     for which, best in targets:
         with _manager(stage_dir(workdir, stage, which), best) as manager:
             if step in manager.all_steps():
@@ -140,6 +140,16 @@ def restore_params(workdir: str, stage: str, which: str, like_params: Any) -> di
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True))
     restored = _restore(workdir, stage, which, abstract, args, partial=True)
     return None if restored is None else restored.state["params"]
+
+
+def restore_best_params(workdir: str, stage: str, like_params: Any) -> dict:
+    """The parameters of a finished stage's best checkpoint; CheckpointError if there are none."""
+    restored = restore_params(workdir, stage, "best", like_params)
+    if restored is None:
+        raise CheckpointError(
+            f"no {stage} checkpoint in {stage_dir(workdir, stage, 'best')}; train this workdir first (experiments.train)"
+        )
+    return restored
 
 
 def save_binarized(workdir: str, arrays: dict, meta: dict) -> None:

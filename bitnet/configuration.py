@@ -15,15 +15,12 @@ from typing import Any
 import ml_collections
 
 from bitnet import encodings, models, quantizers
+from bitnet.errors import ConfigError  # defined with the other user errors; still importable from here
 
 RUN_KINDS = ("float", "bitwise")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 STAGE2_INITS = ("stage1", "random")
-
-
-class ConfigError(ValueError):
-    """A config field with a value bitnet cannot run."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -75,6 +72,12 @@ def check(config: ml_collections.ConfigDict) -> None:
         _require(
             isinstance(stage.max_shift, int) and 0 <= stage.max_shift <= 8,
             f"config.{name}.max_shift={stage.max_shift} must be an integer number of pixels in [0, 8]",
+        )
+        for field in ("eval_every_epochs", "checkpoint_every_epochs"):
+            _require(isinstance(stage[field], int) and stage[field] >= 1, f"config.{name}.{field}={stage[field]} must be an integer >= 1")
+        _require(
+            stage.checkpoint_every_seconds >= 0,
+            f"config.{name}.checkpoint_every_seconds={stage.checkpoint_every_seconds} must be >= 0 (0: by epochs only)",
         )
         for field in ("dropout_rate", "input_dropout_rate"):
             _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
@@ -152,7 +155,11 @@ def unflatten(flat: dict[str, Any]) -> dict:
 
 # Fields added after workdirs were first written, with the value that behaves as the code did
 # before them: an older config.json without the field matches a config holding that value.
-ADDED_FIELDS = {"stage1.max_shift": 0, "stage2.max_shift": 0}
+ADDED_FIELDS = {
+    f"{stage}.{field}": value
+    for stage in ("stage1", "stage2")
+    for field, value in (("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0))
+}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -176,11 +183,19 @@ def config_fields(content: dict) -> dict:
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """WORKDIR/config.json, with the fields added since it was written set to their ADDED_FIELDS values."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        return ml_collections.ConfigDict(config_fields(json.load(file)))
+        stored = config_fields(json.load(file))
+    for name, value in ADDED_FIELDS.items():
+        *parents, leaf = name.split(".")
+        holder = stored
+        for parent in parents:
+            holder = holder.setdefault(parent, {})
+        holder.setdefault(leaf, value)
+    return ml_collections.ConfigDict(stored)
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:

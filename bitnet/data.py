@@ -37,6 +37,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from bitnet.errors import DataError  # defined with the other user errors; still importable from here
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -60,10 +62,6 @@ _READ_CHUNK = 10_000
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
 _METADATA_FILE = "metadata.json"  # TFDS's file for DatasetInfo.metadata, in the prepared folder
 _KEY_LENGTH = 12  # hex digits of the content key that names a second data set under one name
-
-
-class DataError(ValueError):
-    """A data set is missing, malformed or inconsistent; the message says what and how to fix it."""
 
 
 # ---------------------------------------------------------------------------------------------

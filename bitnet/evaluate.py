@@ -1,31 +1,56 @@
-"""Evaluation of a trained workdir on the full test split, and export of its binarized model.
+"""Test errors: of a trained workdir (every stage, and its binarized model) or of any bitnet-packed model.
 
-For a bitwise run it reports three test errors: the compressed real-valued net (stage 1), the
-simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run on the stored
-binarized model. The last two must agree on every prediction; any difference is an error. Writes
-WORKDIR/eval.json and WORKDIR/bitwise.npz (bitnet-packed-v1), both with the identity of the test data.
+For a bitwise run `evaluate_workdir` reports three test errors: the compressed real-valued net
+(stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
+on the stored binarized model. The last two must agree on every prediction; any difference is an
+error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
+(bitnet-packed-v1), both with the identity of the test data and the run's provenance.
+`evaluate_npz` gives the test error of a .npz model alone (published or downloaded): the model's
+meta names its input encoding.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import checkpoints, configuration, data, export, inference, provenance, train, workdir_lock
+from bitnet import binarized, configuration, data, encodings, export, inference, loop, plan, provenance, steps, workdir_lock
+from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 
-class EvaluationError(RuntimeError):
-    """The simulated and packed bitwise paths disagree."""
+def packed_predictions(arrays: dict[str, np.ndarray], meta: dict[str, Any], images: np.ndarray) -> np.ndarray:
+    """Predictions of a bitnet-packed-v1 model (arrays, meta) for raw uint8 images [N, pixels]."""
+    inputs = encodings.get_encoding(meta["encoding"], meta["thresholds"])(images)
+    return np.asarray(inference.packed_predict(export.to_packed_model(arrays, meta), inputs))
+
+
+def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
+    """The test error of the .npz model at `path` on the test split of the data `data_kwargs` names."""
+    arrays, meta = export.load_npz(path)
+    splits = data.load_splits(**{**data_kwargs, "validation_size": 1, "train_subset": 1})  # only the test split is needed
+    predictions = packed_predictions(arrays, meta, splits.test_images)
+    results = {
+        "npz": path,
+        "encoding": meta["encoding"],
+        "num_examples": int(len(splits.test_labels)),
+        "packed_error": float(np.mean(predictions != splits.test_labels)),
+        "data": splits.identity,
+    }
+    logging.info("evaluation of %s: %s", path, results)
+    return results
 
 
 @workdir_lock.holding_workdir  # never beside a training run in the same workdir
 def evaluate_workdir(workdir: str) -> dict:
     """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz)."""
     config = configuration.read_config(workdir)
+    stages = plan.plan(config)
+    configuration.stage1_workdir(config, workdir)  # a shared stage 1 must still fit this config
     encoding = configuration.encoding_of(config)
     splits = data.load_splits(**configuration.data_kwargs(config))
     inputs = jnp.asarray(encoding(splits.test_images))
@@ -34,26 +59,13 @@ def evaluate_workdir(workdir: str) -> dict:
     results["provenance"] = provenance.record(workdir)
     results["data"] = splits.identity  # name and file checksums: which data the errors were measured on
 
-    def test_error(mode: str) -> tuple[float, np.ndarray]:
-        source = configuration.stage1_workdir(config, workdir) if mode == "compressed" else workdir
-        params = train.load_best_params(config, source, mode, inputs[:1])
-        predict = train.make_predict(train.make_model(config, mode, config.stage1))
-        predictions = np.concatenate(
-            [np.asarray(predict(params, inputs[i : i + config.eval_batch_size])) for i in range(0, len(labels), config.eval_batch_size)]
-        )
-        return float(np.mean(predictions != labels)), predictions
-
-    if config.run_kind == "float":
-        results["float_error"], _ = test_error("float")
-    else:
-        results["compressed_error"], _ = test_error("compressed")
-        results["bitwise_error"], simulated = test_error("bitwise")
-        arrays, meta = checkpoints.restore_binarized(workdir)
-        arrays = {key: np.asarray(value) for key, value in arrays.items()}
-        arrays.update(format=np.array(export.FORMAT), meta=np.array(json.dumps(meta)))
-        export.check_arrays(arrays, f"{workdir}/checkpoints/binarized")
-        packed_model = export.to_packed_model(arrays, meta)
-        packed = np.asarray(inference.packed_predict(packed_model, inputs))
+    simulated = None
+    for stage in stages:
+        params = loop.best_params(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
+        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), params, inputs, config.eval_batch_size))
+        results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
+    if plan.binarized_stage(stages) is not None:
+        packed = packed_predictions(*binarized.load(workdir), splits.test_images)
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))
         if mismatches:
@@ -62,10 +74,9 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        model_meta = {**meta, "test_error": results["packed_error"], "num_test_examples": len(labels)}
-        model_meta["provenance"] = results["provenance"]
-        model_meta["data"] = splits.identity
-        export.save_npz(os.path.join(workdir, "bitwise.npz"), packed_model, encoding, model_meta)
+        extra = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
+        extra.update(provenance=results["provenance"], data=splits.identity)
+        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), extra)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from bitnet.errors import ExportError  # defined with the other user errors; still importable from here
+
 FORMAT = "bitnet-packed-v1"
 REQUIRED_META = ("encoding", "thresholds", "bit_values", "input_size", "layer_sizes")
-
-
-class ExportError(ValueError):
-    """A .npz file that is not a valid bitnet-packed-v1 model."""
 
 
 def model_arrays(model) -> dict[str, np.ndarray]:
@@ -45,12 +43,22 @@ def model_meta(model, encoding, extra_meta: dict[str, Any] | None = None) -> dic
     }
 
 
+def layer_keys(num_layers: int) -> list[str]:
+    """The array keys of the format, layer by layer, in the order they are written."""
+    return [key for index in range(num_layers) for key in (f"w{index}_sign", f"w{index}_mask", f"b{index}", f"n_in{index}")]
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write a model's layer arrays and meta as a bitnet-packed-v1 file (the format's one writer)."""
+    layers = {key: arrays[key] for key in layer_keys(len(meta["layer_sizes"]))}
+    tmp = f"{os.fspath(path)}.tmp.npz"
+    np.savez(tmp, format=np.array(FORMAT), meta=np.array(json.dumps(meta)), **layers)
+    os.replace(tmp, path)  # never leave a half-written model under the final name
+
+
 def save_npz(path: str | os.PathLike, model, encoding, extra_meta: dict[str, Any] | None = None) -> None:
     """Write a PackedModel and its input `bitnet.encodings.Encoding` as bitnet-packed-v1."""
-    meta = model_meta(model, encoding, extra_meta)
-    tmp = f"{os.fspath(path)}.tmp.npz"
-    np.savez(tmp, format=np.array(FORMAT), meta=np.array(json.dumps(meta)), **model_arrays(model))
-    os.replace(tmp, path)  # never leave a half-written model under the final name
+    write_npz(path, model_arrays(model), model_meta(model, encoding, extra_meta))
 
 
 def load_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

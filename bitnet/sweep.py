@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from bitnet import configuration, export, provenance, registry, summary
+from bitnet.metrics import read_metrics
 
 _FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
@@ -113,15 +114,6 @@ def _read_json(path: str) -> dict | None:
         return json.load(file)
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    """The per-epoch lines of WORKDIR/metrics.jsonl ([] before the first epoch)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
-
-
 def run_record(workdir: str, sweep_name: str = "", run_name: str = "") -> dict | None:
     """A registry entry (`bitnet.registry`) for a finished run: its eval.json errors, its config
     without paths, the hardware that trained it and its provenance, the best validation error and
@@ -146,7 +138,8 @@ def run_record(workdir: str, sweep_name: str = "", run_name: str = "") -> dict |
         record.update(sparsity=stage2.get("sparsity"), init=stage2.get("init"), surrogate=stage2.get("surrogate"))
     record["train_seconds"] = sum(line["epoch_seconds"] for line in metrics)
     last_stage = metrics[-1]["stage"] if metrics else None
-    record["best_val_error"] = min((line["val_error"] for line in metrics if line["stage"] == last_stage), default=None)
+    validated = [line["val_error"] for line in metrics if line["stage"] == last_stage and line["val_error"] is not None]
+    record["best_val_error"] = min(validated, default=None)
     npz_path = os.path.join(workdir, "bitwise.npz")
     if os.path.exists(npz_path):
         total = summary.totals(summary.summarize_arrays(*export.load_npz(npz_path)))

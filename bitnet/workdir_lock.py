@@ -25,6 +25,8 @@ import socket
 import time
 from typing import Callable, Iterator, TypeVar
 
+from bitnet.errors import WorkdirError  # noqa: F401  (importable from here, as before)
+
 LOCK_NAME = "lock"
 TEMPORARY_PATTERNS = ("*.tmp", "*.tmp.npz")
 UNFINISHED_SAVES = os.path.join("checkpoints", "**", "*.orbax-checkpoint-tmp*")
@@ -39,8 +41,6 @@ DISK_ERRNOS = {
 F = TypeVar("F", bound=Callable)
 
 
-class WorkdirError(RuntimeError):
-    """The workdir cannot be used: held by another process, not a folder, or not writable."""
 
 
 def _holder(path: str) -> str:

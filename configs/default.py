@@ -1,7 +1,11 @@
 """The paper's setting: 784 -> 3 x 1024 -> 10 bitwise MLP on MNIST, bipolar input, both stages.
 
     python -m experiments.train --config configs/default.py --workdir workdirs/default
-    python -m experiments.evaluate --workdir workdirs/default
+    python -m experiments.evaluate --workdir workdirs/default        # (./launch.sh runs both)
+
+Expect: 1.94 % test error of the packed bitwise net with seed 0 (2.05 +- 0.09 % over seeds 0-2;
+stage-1 compressed net 2.00 %; RESULTS.md, Table 1). Cost: ~28 min on the 2-core CPU
+(60 + 40 epochs of ~8.5 s).
 
 Stage 1 trains the compressed real-valued net (tanh weights and activations); stage 2 starts from
 its best-by-validation parameters and runs noisy backpropagation. Any field is overridable, e.g.
@@ -43,6 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.dropout_rate = 0.2  # hidden activations
     config.stage1.input_dropout_rate = 0.1
     config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
+    config.stage1.eval_every_epochs = 1  # validate every N epochs (and after the last): best-model candidates
+    # (by epochs only, never by seconds: the model a run selects must not depend on the machine's speed)
+    config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
+    config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
 
     # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
     config.stage2 = ml_collections.ConfigDict()
@@ -58,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.dropout_rate = 0.2
     config.stage2.input_dropout_rate = 0.1
     config.stage2.max_shift = 0
+    config.stage2.eval_every_epochs = 1
+    config.stage2.checkpoint_every_epochs = 1
+    config.stage2.checkpoint_every_seconds = 0.0
     config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
     config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
 

@@ -1,6 +1,10 @@
 """Real-valued float baseline: the same MLP with relu activations and float input.
 
     python -m experiments.train --config configs/float_baseline.py --workdir workdirs/float
+    python -m experiments.evaluate --workdir workdirs/float
+
+Expect: 1.43 % test error (float-float-seed0 in RESULTS.md). Cost: ~8 min on the 2-core CPU
+(60 epochs).
 """
 
 import ml_collections

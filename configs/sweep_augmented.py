@@ -4,6 +4,11 @@ to 1 pixel, lambda = 0.5, 100 + 60 epochs), three seeds of the bipolar cell, and
     ./launch.sh sweep configs/sweep_augmented.py                 # one run at a time
     ./launch.sh sweep configs/sweep_augmented.py --parallel 7    # all at once (one GPU is enough)
 
+Expect (packed test error, H200, RESULTS.md): bipolar 1.46 +- 0.01 % (3 seeds), 0/1 1.31 %,
+fixed2 2.83 %; the wide nets did not help (no finished model). Cost: ~8 min of wall time for the
+five 1024-unit runs on one H200 with --parallel 7 (the wide nets need longer); ~31 min per run on
+the 2-core CPU.
+
 Not the paper's protocol (it has no augmentation), so RESULTS.md lists these beside Table 1, not in
 it. The wider nets (4096 and 2048 units per hidden layer; BinaryNet's record used 3 x 4096) stay
 XNOR-popcount nets in the bitnet-packed-v1 format; with this 1024-unit recipe unchanged they trained

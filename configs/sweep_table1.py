@@ -5,6 +5,10 @@ Runs go in this order, most important first.
 
     ./launch.sh sweep configs/sweep_table1.py     # workdirs under workdirs/sweep_table1, then results.md
 
+Expect (packed bitwise / float test error, RESULTS.md): bipolar 2.05 +- 0.09 % (3 seeds) / 1.49 %,
+0/1 1.87 % / 1.43 %, fixed2 2.84 % / 1.61 %, thermo2 3.74 % / 1.64 %, float input 1.43 %.
+Cost: ~3 hours on the 2-core CPU for the 11 runs (8-26 min each).
+
 Each run is configs/default.py with the overrides below; results.md aggregates their eval.json
 (mean +- std over seeds per setting). Model selection uses the validation split only.
 """

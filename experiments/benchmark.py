@@ -9,12 +9,12 @@ ended by `block_until_ready`; the paths being compared take turns call by call. 
 all returning class predictions:
 
     packed XNOR-popcount   bitnet.inference.packed_predict (packing of the input included)
-    float32 MLP            flax MLP, mode="float", jitted (bitnet.train.make_predict)
+    float32 MLP            flax MLP, mode="float", jitted (bitnet.steps.make_predict)
     +-1 bf16 matmul        the same +-1 network as bf16 dots (f32 accumulation, exact here)
     +-1 int8 matmul        the same +-1 network as int8 dots with int32 accumulation
 
 The three +-1 paths must give identical predictions (checked). Training: one jitted Adam step
-(bitnet.train.make_train_step) of mode="bitwise" (STE) vs mode="float", batch 100.
+(bitnet.steps.make_train_step) of mode="bitwise" (STE) vs mode="float", batch 100.
 The last line of output is one JSON object with every number.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from bitnet import inference, models, quantizers, summary, train
+from bitnet import inference, models, quantizers, steps, summary
 from experiments import cli
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "100", "10000"], "Inference batch sizes.")
@@ -102,7 +102,7 @@ def time_inference(hidden: tuple[int, ...], batch_sizes: list[int], repeats: int
     packed = inference.pack_model(ternary, "bipolar")
     runners = {
         PACKED: (inference.packed_predict, packed),
-        FLOAT32: (train.make_predict(float_model), params),
+        FLOAT32: (steps.make_predict(float_model), params),
         BF16: (matmul_predict(jnp.bfloat16, jnp.float32), [(w.astype(jnp.bfloat16), b) for w, b in ternary]),
         INT8: (matmul_predict(jnp.int8, jnp.int32), [(w.astype(jnp.int8), b.astype(jnp.int32)) for w, b in ternary]),
     }
@@ -148,8 +148,8 @@ def time_training(hidden: tuple[int, ...], batch: int, sparsity: float, repeats:
         model = models.MLP(hidden_sizes=hidden, num_classes=NUM_CLASSES, mode=mode, sparsity=sparsity if mode == "bitwise" else 0.0)
         params = model.init(jax.random.key(0), inputs[:1])["params"]
         optimizer = optax.adam(1e-3)
-        state = {"params": params, "opt_state": optimizer.init(params), "step": jnp.zeros((), jnp.int32), "totals": train.zero_totals()}
-        calls[mode] = (train.make_train_step(model, optimizer), (state, inputs, labels, indices, key))
+        state = {"params": params, "opt_state": optimizer.init(params), "step": jnp.zeros((), jnp.int32), "totals": steps.zero_totals()}
+        calls[mode] = (steps.make_train_step(model, optimizer), (state, inputs, labels, indices, key))
     medians = interleaved_medians(calls, repeats, budget)
     float_s, bitwise_s = medians["float"][0], medians["bitwise"][0]
     return {"float_step_s": float_s, "bitwise_step_s": bitwise_s, "bitwise_over_float": bitwise_s / float_s, "calls": medians["float"][1]}

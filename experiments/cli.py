@@ -10,19 +10,10 @@ from typing import Callable, Iterator, NoReturn, TypeVar
 
 from absl import flags, logging
 
-from bitnet import checkpoints, configuration, data, evaluate, export, preemption, train, workdir_lock
+from bitnet import preemption, workdir_lock
+from bitnet.errors import USER_ERRORS
 
 T = TypeVar("T")
-
-USER_ERRORS = (
-    configuration.ConfigError,
-    data.DataError,
-    checkpoints.CheckpointError,
-    export.ExportError,
-    train.TrainingError,
-    evaluate.EvaluationError,
-    workdir_lock.WorkdirError,
-)
 
 
 def _not_from_orbax(record) -> bool:

@@ -19,6 +19,7 @@ import shutil
 from absl import app, flags
 
 from bitnet import provenance, sweep
+from bitnet.metrics import read_metrics
 from experiments import cli, tables
 
 PUBLISHED_KEYS = (
@@ -49,7 +50,7 @@ def _plot(root: str, names: list[str], path: str) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for axis, stage in zip(axes, stages):
         for name in names:
-            lines = [m for m in sweep.read_metrics(os.path.join(root, name)) if m["stage"] == stage]
+            lines = [m for m in read_metrics(os.path.join(root, name)) if m["stage"] == stage and m["val_error"] is not None]
             if lines:
                 axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=name)
         axis.set_title({"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}[stage])

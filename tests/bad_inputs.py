@@ -81,7 +81,7 @@ COMMAND_LINE = [
     Case("value of the wrong type", "python -m experiments.train --config=configs/smoke.py --config.stage1.epochs=abc --workdir=W",
          "flag --config.stage1.epochs=abc: invalid literal for int() with base 10: 'abc'; pass --helpshort to see the flags"),
     Case("missing required flag", "python -m experiments.evaluate",
-         "flag --workdir=None: Flag --workdir must have a value other than None; pass --helpshort to see the flags"),
+         "flags workdir=None, npz=None: Exactly one of (workdir, npz) must have a value other than None; pass --helpshort to see the flags"),
     Case("report without a task", "python -m experiments.report",
          "experiments.report needs --root SWEEP_FOLDER (publish a sweep) and/or --tables (regenerate the tables)"),
 ]

@@ -6,11 +6,10 @@ import shutil
 import subprocess
 import sys
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import configuration, data, evaluate, export, train
+from bitnet import binarized, configuration, data, evaluate, export, loop, plan, steps, train
 from configs import smoke
 from tests import idx_fixtures, tiny
 
@@ -65,9 +64,23 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     segments = results["provenance"]["training_segments"]
     assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
     assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
+    assert segments[0]["data"] == results["data"]  # the data trained on, as the data evaluated on
     # the numbers name the data they were measured on, by the sha256 of each IDX file
     identity = {"name": config.data.name, "checksums": data.idx_checksums(data.read_idx_folder(source))}
     assert results["data"] == identity
+
+    # a config.json written before the fields added since (configuration.ADDED_FIELDS) still fits
+    older = str(tmp_path / "older")
+    shutil.copytree(workdir, older)
+    with open(os.path.join(older, "config.json")) as file:
+        stored = json.load(file)
+    for name in configuration.ADDED_FIELDS:
+        holder, leaf = name.split(".")
+        del stored[holder][leaf]
+    with open(os.path.join(older, "config.json"), "w") as file:
+        json.dump(stored, file)
+    train.train_and_evaluate(config, older)  # not refused, nothing left to train
+    assert evaluate.evaluate_workdir(older)["packed_error"] == results["packed_error"]
 
     # recompute the reported errors independently from what was written
     splits = data.load_splits(**configuration.data_kwargs(config))
@@ -79,8 +92,12 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
     assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
-    params = train.load_best_params(config, workdir, "compressed", jnp.asarray(inputs[:1]))
-    predict = train.make_predict(train.make_model(config, "compressed", config.stage1))
+    from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
+    assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
+    assert from_npz["data"] == results["data"]
+    stage1 = plan.plan(config)[0]
+    params = loop.best_params(stage1, workdir, inputs.shape[1])
+    predict = steps.make_predict(steps.make_model(stage1))
     assert float(np.mean(np.asarray(predict(params, inputs)) != splits.test_labels)) == results["compressed_error"]
     assert results["compressed_error"] < 0.5  # the synthetic classes are easy: it learned something
 
@@ -96,6 +113,44 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     for key in before:
         if key not in ("meta", "format"):
             np.testing.assert_array_equal(after[key], before[key])
+
+
+def timeless(lines):
+    return [{key: value for key, value in line.items() if key not in ("examples_per_sec", "epoch_seconds")} for line in lines]
+
+
+def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
+    """Steps in chunks of one (as in a stage's first chunk, or on a slow device) or of whole epochs: the same run."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    whole = str(tmp_path / "whole")
+    train.train_and_evaluate(config, whole)
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # every chunk one step
+    single = str(tmp_path / "single")
+    train.train_and_evaluate(config, single)
+    assert timeless(metric_lines(single)) == timeless(metric_lines(whole))
+    arrays, meta = binarized.load(whole)
+    for key in export.layer_keys(len(meta["layer_sizes"])):
+        np.testing.assert_array_equal(binarized.load(single)[0][key], arrays[key])
+
+
+def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
+    """Every 2 epochs (and after the last): validation, latest checkpoint; a rerun resumes from epoch 2."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    config.run_kind, config.encoding = "float", "float"
+    config.stage1.epochs = 3
+    config.stage1.eval_every_epochs = config.stage1.checkpoint_every_epochs = 2
+    workdir = str(tmp_path / "intervals")
+    train.train_and_evaluate(config, workdir)
+    lines = metric_lines(workdir)
+    assert [m["val_error"] is not None for m in lines] == [False, True, True]
+    assert lines[0]["best_val_error"] is None and lines[2]["best_val_error"] == min(lines[1]["val_error"], lines[2]["val_error"])
+    assert os.listdir(os.path.join(workdir, "checkpoints", "float", "latest")) == [str(3 * 12)]  # 240 / 20 steps per epoch
+    # losing the latest checkpoint (a kill before its save) trains again and writes the same lines
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "float", "latest"))
+    train.train_and_evaluate(config, workdir)
+    assert timeless(metric_lines(workdir)) == timeless(lines)
 
 
 def test_float_run(synthetic, tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import checkpoints, data, evaluate, export, preemption, train, workdir_lock
+from bitnet import binarized, checkpoints, data, evaluate, export, loop, metrics, preemption, steps, train, workdir_lock
 from experiments import cli
 from tests import bad_inputs, idx_fixtures, tiny
 
@@ -230,7 +230,8 @@ def test_metric_lines_of_a_killed_run_are_cut_back_to_the_checkpoint(tmp_path):
     lines = [{"stage": stage, "epoch": epoch} for stage in ("compressed", "bitwise") for epoch in (1, 2)]
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"stage": "bitwise", "ep')
-    train.MetricWriter(str(tmp_path)).drop_after("bitwise", 1)
+    assert metrics.read_metrics(str(tmp_path)) == lines  # the reader skips the half line
+    metrics.MetricWriter(str(tmp_path)).drop_after("bitwise", 1)
     assert [json.loads(line) for line in path.read_text().splitlines()] == lines[:3]
 
 
@@ -367,9 +368,7 @@ def test_evaluate_needs_a_trained_workdir(env, reference, capsys, tmp_path):
 
 def write_model(reference, path, change=None):
     """The reference's binarized model as a bitnet-packed-v1 .npz, after `change(arrays)`."""
-    arrays, meta = checkpoints.restore_binarized(reference)
-    arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    arrays.update(format=np.array(export.FORMAT), meta=np.array(json.dumps(meta)))
+    arrays, _ = binarized.load(reference)
     if change is not None:
         change(arrays)
     np.savez(path, **arrays)
@@ -390,6 +389,23 @@ def test_bad_npz_is_one_line(reference, capsys, tmp_path, case):
     path = write_model(reference, tmp_path / "model.npz", NPZ_DAMAGE[case.id])
     line = fails_cleanly(capsys, lambda: export.load_npz(path))
     assert line == f"error: {case.error.format(model=path)}"
+
+
+def test_evaluate_command_on_an_npz(env, reference, tmp_path):
+    """experiments.evaluate --npz: the test error of a model file alone, on the data the flags name."""
+    path, workdir = tmp_path / "model.npz", tmp_path / "evaluated"
+    shutil.copytree(reference, workdir)  # the shared reference stays unevaluated
+    evaluate.evaluate_workdir(str(workdir))
+    shutil.copy(Path(workdir, "bitwise.npz"), path)
+    data_flags = [f"--source_dir={env['source']}", f"--data_dir={env['data_dir']}", f"--out={tmp_path / 'eval.json'}"]
+    result = run(env, [sys.executable, "-m", "experiments.evaluate", f"--npz={path}", *data_flags])
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed == json.loads(Path(tmp_path, "eval.json").read_text())
+    assert printed["packed_error"] == json.loads(Path(workdir, "eval.json").read_text())["packed_error"]
+    assert printed["num_examples"] == 100
+    damaged = write_model(reference, tmp_path / "damaged.npz", NPZ_DAMAGE["format tag"])
+    assert_one_line_error(run(env, [sys.executable, "-m", "experiments.evaluate", f"--npz={damaged}", *data_flags]), "format tag")
 
 
 def test_summary_command_on_a_bad_npz(env, reference, tmp_path):
@@ -439,20 +455,21 @@ def test_second_command_is_refused_and_a_killed_holder_releases_the_lock(env, tm
 
 def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkeypatch):
     """SIGINT mid-epoch saves the current step and stops with one line and exit status 130 (128 + SIGINT)."""
-    make_train_step = train.make_train_step
+    make_train_chunk = steps.make_train_chunk
 
     def interrupted_at_step_3(*args, **kwargs):
-        step = make_train_step(*args, **kwargs)
+        chunk = make_train_chunk(*args, **kwargs)
 
-        def train_step(state, *rest):
-            state = step(state, *rest)
+        def train_chunk(state, *rest):
+            state = chunk(state, *rest)
             if int(state["step"]) == 3:
                 os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
             return state
 
-        return train_step
+        return train_chunk
 
-    monkeypatch.setattr(train, "make_train_step", interrupted_at_step_3)
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # chunks of one step: the signal comes mid-epoch
+    monkeypatch.setattr(steps, "make_train_chunk", interrupted_at_step_3)
     workdir = tmp_path / "run"
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from bitnet import data, encodings, export, inference, registry
+from bitnet import data, evaluate, export, registry
 from experiments import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +34,7 @@ def test_split():
 def test_published_model_error(name, entry, test_split):
     images, labels = test_split
     arrays, meta = export.load_npz(os.path.join(RESULTS, entry["npz"]))
-    inputs = encodings.get_encoding(meta["encoding"], meta["thresholds"])(images)
-    predictions = np.asarray(inference.packed_predict(export.to_packed_model(arrays, meta), inputs))
-    error = float(np.mean(predictions != labels))
+    error = float(np.mean(evaluate.packed_predictions(arrays, meta, images) != labels))
     assert error == entry["packed_error"] == meta["test_error"]
     row_start = f"| {entry['run']} | {registry.short_hardware(entry['hardware'])} |"
     with open(os.path.join(REPO, "RESULTS.md")) as file:

@@ -11,17 +11,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet.train import cross_entropy, make_model, make_optimizer, make_schedule, make_train_step, zero_totals
+from bitnet import plan
+from bitnet.steps import cross_entropy, init_state, make_model, make_optimizer, make_schedule, make_train_step
 from configs import default
 
 STEPS_PER_EPOCH = 10
 
 
-def settings(**fields):
-    """Stage settings of configs/default.py with `fields` replaced."""
-    stage = default.get_config().stage1
-    stage.update(fields)
-    return stage
+def settings(mode: str = "float", **fields) -> plan.Stage:
+    """The `mode` stage of configs/default.py's plan with `fields` replaced in its settings (16 hidden units, 4 classes)."""
+    config = default.get_config()
+    config.model.hidden_sizes = (16,)
+    config.model.num_classes = 4
+    config.run_kind = "float" if mode == "float" else "bitwise"
+    config.stage1.update(fields)
+    config.stage2.update(fields)
+    return next(stage for stage in plan.plan(config) if stage.network.mode == mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,29 +88,25 @@ def test_sgd_is_nesterov_with_momentum_0_9():
 
 @pytest.fixture(scope="module")
 def problem():
-    """A 2-layer MLP (float or bitwise) on 32 random +-1 inputs of 64 features, 4 classes, no dropout."""
-    config = default.get_config()
-    config.model.hidden_sizes = (16,)
-    config.model.num_classes = 4
-    stage = settings(optimizer="adam", learning_rate=0.01, schedule="constant", warmup_epochs=0, dropout_rate=0.0, input_dropout_rate=0.0)
+    """Random +-1 inputs: 32 examples of 64 features, 4 classes; stages without dropout."""
     rng = np.random.default_rng(0)
     inputs = jnp.asarray(np.where(rng.random((32, 64)) < 0.5, -1.0, 1.0), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 4, 32), jnp.int32)
-    return config, stage, inputs, labels
+    return inputs, labels
 
 
 def start(problem, mode):
-    config, stage, inputs, _ = problem
-    model = make_model(config, mode, stage)
+    inputs, _ = problem
+    stage = settings(mode, optimizer="adam", learning_rate=0.01, schedule="constant", warmup_epochs=0, dropout_rate=0.0, input_dropout_rate=0.0)
+    model = make_model(stage)
     optimizer = make_optimizer(stage, make_schedule(stage, STEPS_PER_EPOCH))
-    params = model.init(jax.random.key(0), inputs[:1])["params"]
-    state = {"params": params, "opt_state": optimizer.init(params), "step": jnp.zeros((), jnp.int32), "totals": zero_totals()}
+    state = init_state(model, optimizer, jax.random.key(0), inputs[:1])
     return model, make_train_step(model, optimizer), state
 
 
 @pytest.mark.parametrize("mode", ["float", "bitwise"])
 def test_a_step_counts_loss_and_errors_of_the_batch_and_changes_the_params(problem, mode):
-    _, _, inputs, labels = problem
+    inputs, labels = problem
     model, train_step, state = start(problem, mode)
     indices = jnp.arange(16)
     logits = model.apply({"params": state["params"]}, inputs[indices], train=True, rngs={"dropout": jax.random.key(1)})
@@ -126,7 +127,7 @@ def test_a_step_counts_loss_and_errors_of_the_batch_and_changes_the_params(probl
 
 
 def test_training_steps_lower_the_loss(problem):
-    _, _, inputs, labels = problem
+    inputs, labels = problem
     model, train_step, state = start(problem, "float")
     indices = jnp.arange(32)
 
@@ -140,7 +141,7 @@ def test_training_steps_lower_the_loss(problem):
 
 
 def test_the_first_non_finite_step_is_recorded(problem):
-    _, _, inputs, labels = problem
+    inputs, labels = problem
     _, train_step, state = start(problem, "float")
     state = train_step(state, inputs, labels, jnp.arange(16), jax.random.key(0))
     poisoned = {**state, "params": jax.tree_util.tree_map(lambda leaf: leaf * jnp.nan, state["params"])}

@@ -1,0 +1,190 @@
+"""The training loop of one stage: chunks of steps, validation, checkpoints, preemption, metrics, ETA.
+
+An epoch runs as chunks: each chunk is one compiled call of `steps.make_train_chunk` (a device loop
+over steps, batches gathered on the device), sized from the measured step time to about
+CHUNK_SECONDS of work, so the host checks for a stop request and reports progress within seconds
+while a chunk's steps run without Python in between. Resumable: it starts from the stage's latest
+checkpoint if there is one (a finished stage trains nothing more), drops the metric lines written
+after that checkpoint, and follows the same data order and dropout keys (pure functions of seed,
+epoch and step, whatever the chunking) as an uninterrupted run, so both end with the same
+parameters, bit for bit. Each epoch ends with a metrics line; every `eval_every_epochs` a
+validation (a new lowest validation error is saved as best at once) and every
+`checkpoint_every_epochs` (or `checkpoint_every_seconds`) the latest state; the last epoch does
+all three. SIGTERM saves the latest state at the end of the running chunk and raises
+`preemption.Preempted`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+
+from bitnet import checkpoints, data, encodings, preemption, steps
+from bitnet.errors import TrainingError
+from bitnet.metrics import MetricWriter
+from bitnet.plan import Stage
+
+CHUNK_SECONDS = 10.0  # work per compiled call at most (about): a signal, or the next ETA, waits no longer
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Encoded inputs (float32, on device) and labels of the train and validation splits."""
+
+    train_inputs: jax.Array
+    train_labels: jax.Array
+    validation_inputs: jax.Array
+    validation_labels: jax.Array
+    encoding: encodings.Encoding
+    identity: dict = dataclasses.field(default_factory=dict)  # data.Splits.identity: the data's name and checksums
+
+    @property
+    def input_size(self) -> int:
+        return int(self.train_inputs.shape[1])
+
+
+@dataclasses.dataclass
+class _Pace:
+    """Chunk sizes from the measured step time, and the ETA, of one stage's run."""
+
+    first_step: int
+    total_steps: int
+    started: float = dataclasses.field(default_factory=time.time)
+    logged: float = dataclasses.field(default_factory=time.time)
+    chunk_steps: int = 1  # the first call compiles; later chunks are sized from the measured step time
+
+    def measured(self, steps_done: int, seconds: float) -> None:
+        self.chunk_steps = max(1, int(CHUNK_SECONDS * steps_done / max(seconds, 1e-6)))
+
+    def eta(self, step: int) -> str:
+        """The remaining time at `step`, for a log line (the next progress line is due half a chunk later)."""
+        self.logged = time.time()
+        return _format_duration((self.logged - self.started) / max(step - self.first_step, 1) * (self.total_steps - step))
+
+    def log_due(self) -> bool:
+        """Whether a progress line is due: chunks take up to CHUNK_SECONDS, so one about every chunk."""
+        return time.time() - self.logged >= CHUNK_SECONDS / 2
+
+
+def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_params: dict | None, writer: MetricWriter) -> dict:
+    """Train one stage to the end (resuming if a checkpoint exists); return its best parameters."""
+    num_train = int(dataset.train_labels.shape[0])
+    steps_per_epoch = num_train // stage.batch_size
+    model = steps.make_model(stage)
+    schedule = steps.make_schedule(stage, steps_per_epoch)
+    optimizer = steps.make_optimizer(stage, schedule)
+    seed_key = steps.stage_key(stage)
+    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_params)
+
+    best_error = math.inf
+    latest = checkpoints.restore_stage(workdir, stage.name, "latest", state)
+    if latest is not None:
+        state, meta = latest
+        best_error = math.inf if meta["best_val_error"] is None else float(meta["best_val_error"])
+        logging.info("%s: resumed at step %d from %s", stage.name, int(state["step"]), checkpoints.stage_dir(workdir, stage.name, "latest"))
+    first_step = int(state["step"])
+    writer.drop_after(stage.name, first_step // steps_per_epoch)
+
+    train_chunk = steps.make_train_chunk(model, optimizer, steps.make_augment(stage, dataset.encoding, dataset.input_size))
+    predict = steps.make_predict(model)
+    pace = _Pace(first_step, stage.epochs * steps_per_epoch)
+    saved_at = time.time()
+    for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
+        epoch_start = time.time()
+        order = jnp.asarray(data.batch_indices(stage.seed, epoch, num_train, stage.batch_size))
+        row = int(state["step"]) - (epoch - 1) * steps_per_epoch
+        while row < steps_per_epoch:
+            count, chunk_start = min(pace.chunk_steps, steps_per_epoch - row), time.time()
+            state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
+            row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
+            pace.measured(count, time.time() - chunk_start)
+            if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
+                _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
+                meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
+                checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)
+                raise _preempted(workdir, stage, int(state["step"]))
+            if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
+                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
+        totals = jax.device_get(state["totals"])
+        _check_finite(workdir, stage, epoch, totals)
+        seconds = time.time() - epoch_start
+        last = epoch == stage.epochs
+        val_error = None
+        if epoch % stage.eval_every_epochs == 0 or last:
+            val_error = steps.error_rate(predict, state["params"], dataset.validation_inputs, dataset.validation_labels, stage.eval_batch_size)
+        is_best = val_error is not None and val_error < best_error
+        best_error = min(best_error, math.inf if val_error is None else val_error)
+        step = int(state["step"])
+        metrics = {
+            "stage": stage.name,
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(totals["loss"]) / steps_per_epoch,
+            "train_error": int(totals["errors"]) / (steps_per_epoch * stage.batch_size),
+            "val_error": val_error,
+            "best_val_error": _json_error(best_error),
+            "learning_rate": float(schedule(step - 1)),
+            "examples_per_sec": (step - max(first_step, (epoch - 1) * steps_per_epoch)) * stage.batch_size / seconds,
+            "epoch_seconds": seconds,
+        }
+        writer.write(metrics)
+        state = {**state, "totals": steps.zero_totals()}
+        save_latest = last or bool(preemption.requested()) or _checkpoint_due(stage, epoch, time.time() - saved_at)
+        if save_latest or is_best:
+            meta = {"epoch": epoch, "step": step, "val_error": val_error, "best_val_error": _json_error(best_error)}
+            checkpoints.save_stage(workdir, stage.name, state, meta, val_error, is_best, latest=save_latest)
+            saved_at = time.time() if save_latest else saved_at
+        logging.info(
+            "%s epoch %d/%d  loss %.4f  train err %.2f%%  val err %s (best %s)  %.0f ex/s  ETA %s",
+            stage.name, epoch, stage.epochs, metrics["train_loss"], 100 * metrics["train_error"],
+            _percent(val_error), _percent(best_error), metrics["examples_per_sec"], pace.eta(step),
+        )
+        if preemption.requested():
+            raise _preempted(workdir, stage, step)
+    return best_params(stage, workdir, dataset.input_size)
+
+
+def _checkpoint_due(stage: Stage, epoch: int, seconds_since_save: float) -> bool:
+    """Whether the end of `epoch` saves the latest state by the stage's intervals."""
+    return epoch % stage.checkpoint_every_epochs == 0 or 0 < stage.checkpoint_every_seconds <= seconds_since_save
+
+
+def _json_error(value: float) -> float | None:
+    """An error rate for JSON: None before the first validation (JSON has no infinity)."""
+    return value if math.isfinite(value) else None
+
+
+def _percent(value: float | None) -> str:
+    return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
+
+
+def best_params(stage: Stage, workdir: str, input_size: int) -> dict:
+    """The best-by-validation parameters of a finished stage (in its own workdir); CheckpointError if none."""
+    return checkpoints.restore_best_params(workdir, stage.name, steps.abstract_params(stage, input_size))
+
+
+def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:
+    """TrainingError naming the first step whose loss was not finite, if any (nothing was saved since)."""
+    if not math.isfinite(float(totals["loss"])):
+        raise TrainingError(
+            f"{stage.name}: the loss became non-finite at step {int(totals['first_bad_step'])} (epoch {epoch}); the "
+            f"last good checkpoint is kept in {checkpoints.stage_dir(workdir, stage.name, 'latest')}; "
+            "lower the learning rate and rerun"
+        )
+
+
+def _preempted(workdir: str, stage: Stage, step: int) -> preemption.Preempted:
+    return preemption.Preempted(
+        f"stopped by {preemption.requested()} in stage {stage.name} at step {step}; "
+        f"checkpoint saved in {checkpoints.stage_dir(workdir, stage.name, 'latest')}; rerun the same command to resume"
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
