@@ -4,10 +4,10 @@ For a bitwise run `evaluate_workdir` reports three test errors: the compressed r
 (stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
 on the stored binarized model. The last two must agree on every prediction; any difference is an
 error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
-(bitnet-packed-v1), both with the identity of the test data. A bitwise net with batch norm has no
-packed form yet (issue #14): its eval.json has no packed_error but `packed_skipped`, the reason,
-and no bitwise.npz is written. `evaluate_npz` gives the test error of a .npz model alone
-(published or downloaded): the model's meta names its input encoding.
+(bitnet-packed-v1), both with the identity of the test data and the run's provenance. A bitwise
+net with batch norm has no packed form yet (issue #14): its eval.json has no packed_error but
+`packed_skipped`, the reason, and no bitwise.npz is written. `evaluate_npz` gives the test error
+of a .npz model alone (published or downloaded): the model's meta names its input encoding.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
         "encoding": meta["encoding"],
         "num_examples": int(len(splits.test_labels)),
         "packed_error": float(np.mean(predictions != splits.test_labels)),
+        "data": splits.identity,
     }
     logging.info("evaluation of %s: %s", path, results)
     return results
@@ -78,9 +79,9 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        model_meta = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
-        model_meta.update(provenance=results["provenance"], data=splits.identity)
-        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), model_meta)
+        extra = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
+        extra.update(provenance=results["provenance"], data=splits.identity)
+        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), extra)
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)

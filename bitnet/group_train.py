@@ -60,7 +60,7 @@ def _train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequenc
     variables: list[dict | None] = [None] * len(configs)
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
         group_facts = {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs)}
-        endings = [exits.enter_context(provenance.segment(workdir, group=group_facts)) for workdir in workdirs]
+        endings = [exits.enter_context(provenance.segment(workdir, data=dataset.identity, group=group_facts)) for workdir in workdirs]
         writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
         for index in range(len(plans[0])):
             live = [run for run in range(len(configs)) if errors[run] is None]

@@ -42,6 +42,7 @@ class Dataset:
     validation_inputs: jax.Array
     validation_labels: jax.Array
     encoding: encodings.Encoding
+    identity: dict = dataclasses.field(default_factory=dict)  # data.Splits.identity: the data's name and checksums
 
     @property
     def input_size(self) -> int:

@@ -2,7 +2,8 @@
 
 A run may be stopped and resumed on another machine, so WORKDIR/config.json keeps a list of
 segments under "provenance": each training process appends one when it starts (start time, git
-commit and whether the tree was dirty, library versions, device kind and count) and closes it with
+commit and whether the tree was dirty, library versions, device kind and count, the name and
+checksums of the data it trains on) and closes it with
 its end time and how it ended. A segment whose "end" is null was killed. eval.json and the
 binarized model's meta copy the segments, plus the environment of the evaluation itself, so a
 published number traces back to the code and machine that made it.
@@ -155,15 +156,16 @@ def _metric_lines(workdir: str) -> int:
 
 
 @contextlib.contextmanager
-def segment(workdir: str, **facts: Any) -> Iterator[dict]:
-    """Record this process as a segment of the run in `workdir` (whose config.json must exist).
+def segment(workdir: str, data: dict | None = None, **facts: Any) -> Iterator[dict]:
+    """Record this process as a segment of the run in `workdir` (whose config.json must exist),
+    with the identity of the data it trained on (`bitnet.data.Splits.identity`), if given.
 
     The segment ends with "status": "finished", "stopped" (SIGTERM/SIGINT, resumable) or "error",
     and "epochs": the epoch lines it added to metrics.jsonl; a process killed outright leaves
     "end": null. `facts` are more fields of the segment (a group's runs and size); the dict it
     yields updates the segment when it ends (a run of a group that failed alone: its status and error).
     """
-    entry = {"start": now(), "end": None, "status": None, "epochs": None, **environment(), **facts}
+    entry = {"start": now(), "end": None, "status": None, "epochs": None, **environment(), "data": data, **facts}
     ending: dict = {}
     _update(workdir, lambda segments: segments.append(entry))
     lines_before = _metric_lines(workdir)

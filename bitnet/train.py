@@ -36,6 +36,7 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
         validation_inputs=jnp.asarray(encoding(splits.validation_images)),
         validation_labels=jnp.asarray(splits.validation_labels),
         encoding=encoding,
+        identity=splits.identity,
     )
 
 
@@ -72,7 +73,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
     )
     _log_summary(stages[-1], dataset)
     variables = None
-    with provenance.segment(workdir), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
+    with provenance.segment(workdir, data=dataset.identity), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
         for stage in stages:
             if stage.start == plan.FINISHED:
                 variables = loop.best_variables(stage, stage.source_workdir, dataset.input_size)

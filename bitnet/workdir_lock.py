@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Callable, Iterator, TypeVar
 
-from bitnet.errors import WorkdirError  # defined with the other user errors; still importable from here
+from bitnet.errors import WorkdirError  # noqa: F401  (importable from here, as before)
 
 LOCK_NAME = "lock"
 TEMPORARY_PATTERNS = ("*.tmp", "*.tmp.npz")
@@ -39,6 +39,8 @@ DISK_ERRNOS = {
 }
 
 F = TypeVar("F", bound=Callable)
+
+
 
 
 def _holder(path: str) -> str:

@@ -15,6 +15,7 @@ from bitnet.errors import USER_ERRORS
 
 T = TypeVar("T")
 
+
 def _not_from_orbax(record) -> bool:
     return "orbax" not in record.pathname  # orbax logs every save step by step at INFO
 

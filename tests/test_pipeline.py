@@ -68,6 +68,7 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     segments = results["provenance"]["training_segments"]
     assert [(s["status"], s["epochs"]) for s in segments] == [("finished", 4), ("finished", 0)]
     assert results["provenance"]["evaluation"]["code"] == segments[0]["code"]
+    assert segments[0]["data"] == results["data"]  # the data trained on, as the data evaluated on
     # the numbers name the data they were measured on, by the sha256 of each IDX file
     identity = {"name": config.data.name, "checksums": data.idx_checksums(data.read_idx_folder(source))}
     assert results["data"] == identity
@@ -97,6 +98,7 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
     from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
     assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
+    assert from_npz["data"] == results["data"]
     stage1 = plan.plan(config)[0]
     variables = loop.best_variables(stage1, workdir, inputs.shape[1])
     predict = steps.make_predict(steps.make_model(stage1))

@@ -468,7 +468,7 @@ def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkey
 
         return train_chunk
 
-    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # one step per chunk: the stop request is seen after step 3
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # chunks of one step: the signal comes mid-epoch
     monkeypatch.setattr(steps, "make_train_chunk", interrupted_at_step_3)
     workdir = tmp_path / "run"
     capsys.readouterr()

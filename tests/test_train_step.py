@@ -19,14 +19,14 @@ STEPS_PER_EPOCH = 10
 
 
 def settings(mode: str = "float", **fields) -> plan.Stage:
-    """The `mode` stage of configs/default.py (a 64 -> 16 -> 4 MLP) with the stage fields `fields` replaced."""
+    """The `mode` stage of configs/default.py's plan with `fields` replaced in its settings (16 hidden units, 4 classes)."""
     config = default.get_config()
     config.model.hidden_sizes = (16,)
     config.model.num_classes = 4
     config.run_kind = "float" if mode == "float" else "bitwise"
     config.stage1.update(fields)
     config.stage2.update(fields)
-    return {stage.name: stage for stage in plan.plan(config)}[mode]
+    return next(stage for stage in plan.plan(config) if stage.network.mode == mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_sgd_is_nesterov_with_momentum_0_9():
 
 @pytest.fixture(scope="module")
 def problem():
-    """32 random +-1 inputs of 64 features, 4 classes, for the 2-layer MLP of `settings` (no dropout)."""
+    """Random +-1 inputs: 32 examples of 64 features, 4 classes; stages without dropout."""
     rng = np.random.default_rng(0)
     inputs = jnp.asarray(np.where(rng.random((32, 64)) < 0.5, -1.0, 1.0), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 4, 32), jnp.int32)
@@ -100,7 +100,8 @@ def start(problem, mode):
     stage = settings(mode, optimizer="adam", learning_rate=0.01, schedule="constant", warmup_epochs=0, dropout_rate=0.0, input_dropout_rate=0.0)
     model = make_model(stage)
     optimizer = make_optimizer(stage, make_schedule(stage, STEPS_PER_EPOCH))
-    return model, make_train_step(model, optimizer), init_state(model, optimizer, jax.random.key(0), inputs[:1])
+    state = init_state(model, optimizer, jax.random.key(0), inputs[:1])
+    return model, make_train_step(model, optimizer), state
 
 
 @pytest.mark.parametrize("mode", ["float", "bitwise"])
