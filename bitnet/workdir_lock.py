@@ -41,8 +41,6 @@ DISK_ERRNOS = {
 F = TypeVar("F", bound=Callable)
 
 
-
-
 def _holder(path: str) -> str:
     try:
         with open(path) as file:
