@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bitnet launcher.
 #   ./launch.sh [--config.x=y]  set up .venv if needed, train the default config, evaluate, export
-#   ./launch.sh test            set up .venv if needed, run the test suite
+#   ./launch.sh test [--full]   set up .venv if needed, run the default test tier (--full: every test, as CI)
 #   ./launch.sh sweep CONFIG    run every run of a sweep config (configs/sweep_*.py), then tabulate
 # Environment: WORKDIR (default workdirs/default), BITNET_MNIST_DIR (folder of the four MNIST IDX
 # files; without it MNIST is downloaded), PYTHON (interpreter used to make .venv).
@@ -30,7 +30,11 @@ case "$command" in
     ;;
   test)
     setup
-    .venv/bin/python -m pytest -q "${@:2}"
+    if [ "${2:-}" = "--full" ]; then
+      .venv/bin/python -m pytest -q "${@:3}"               # every test (what CI runs)
+    else
+      .venv/bin/python -m pytest -q -m "not slow" "${@:2}" # the default tier: minutes on 2 cores
+    fi
     ;;
   sweep)
     setup

@@ -53,6 +53,7 @@ def assert_close(a, b, tolerance):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=tolerance, err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full
 def test_runs_of_a_group_train_as_alone():
     """Per run its seed (data order, dropout keys) and traced numbers: learning rate, dropout rate and lambda > 0
     (beta per run and per layer). After 1 and 10 steps, with either run axis, as alone within 1e-6 (bitnet.group_train's

@@ -14,6 +14,8 @@ import pytest
 from bitnet import binarized, evaluate, export, group_train, loop, preemption, provenance, train
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
+pytestmark = pytest.mark.slow  # end-to-end group runs: the full tier (./launch.sh test --full)
+
 
 def seeds(source, data_dir, count=2):
     configs = []

@@ -181,6 +181,7 @@ def test_command_line_errors_are_one_line(synthetic, tmp_path):
     assert "error: config.encoding='float' is real-valued but a bitwise network needs binary inputs" in result.stderr
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full
 @pytest.mark.skipif(not os.environ.get("BITNET_MNIST_DIR"), reason="set BITNET_MNIST_DIR to the real MNIST folder")
 def test_smoke_config_on_real_mnist(tmp_path):
     """configs/smoke.py as shipped, on a subset of the real MNIST: every path runs and agrees."""
@@ -237,6 +238,7 @@ def stored_states(workdir):
     return flat
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full
 def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeypatch):
     """Issue #12 section 5, all on: batch norm, squared hinge, exponential and step schedules, Glorot
     learning-rate scales, clipping (absolute and Glorot). Preempted mid-epoch in stage 2 and resumed,

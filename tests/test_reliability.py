@@ -176,6 +176,7 @@ def reference(env):
 # Resume and preemption
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full
 def test_killed_and_preempted_run_resumes_to_the_same_model(env, reference, tmp_path):
     """SIGKILL in stage 1, SIGTERM right after resuming, SIGKILL in stage 2, then the same command to the end."""
     workdir = tmp_path / "interrupted"
