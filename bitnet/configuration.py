@@ -227,14 +227,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(path):
         raise ConfigError(f"{workdir} has no config.json; is it a bitnet workdir? train there first (experiments.train)")
     with open(path) as file:
-        stored = config_fields(json.load(file))
-    for name, value in ADDED_FIELDS.items():
-        *parents, leaf = name.split(".")
-        holder = stored
-        for parent in parents:
-            holder = holder.setdefault(parent, {})
-        holder.setdefault(leaf, value)
-    return ml_collections.ConfigDict(stored)
+        stored = flatten(config_fields(json.load(file)))
+    return ml_collections.ConfigDict(unflatten({**ADDED_FIELDS, **stored}))
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:

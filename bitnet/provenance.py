@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -34,6 +35,7 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.cache  # the code a process runs does not change while it runs: ask git once, not per segment
 def code_version(directory: str = _PACKAGE_DIR) -> dict[str, Any]:
     """{"commit": sha, "dirty": bool} of the git checkout holding `directory`, else "unknown"."""
     def git(*args: str) -> str:
@@ -49,6 +51,7 @@ def code_version(directory: str = _PACKAGE_DIR) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
     versions = {}
     for name in LIBRARIES:
@@ -87,7 +90,7 @@ def device_info() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """What this process runs with: code, library versions, devices."""
-    return {"code": code_version(), "versions": library_versions(), "devices": device_info()}
+    return {"code": dict(code_version()), "versions": dict(library_versions()), "devices": device_info()}
 
 
 def hardware_of(devices: dict[str, Any]) -> str:
