@@ -8,7 +8,8 @@ packed as in `bitnet.packing`, the integer pre-activation a = sum_i W_i x_i + b 
     0/1 inputs ("binary"):   a = 2 * popcount(x AND m AND w) - popcount(x AND m) + b
 
 since a +-1 product is +1 exactly where the two bits agree. Hidden layers always see +-1
-inputs: x_{l+1} = sign(a_l) with sign(0) = +1, i.e. bit = (a_l >= 0), packed again. The
+inputs: x_{l+1} = sign(a_l) with sign(0) = +1, i.e. bit = (a_l >= 0), packed again; a bitwise net with batch norm has threshold neurons instead (no bias;
+bitnet.thresholds): x_{l+1} = +1 where s * a_l >= T. The
 prediction is argmax of the last layer's integers, ties to the lowest index. Padding bits are 0
 in x, w and m, so they never count. This path is bit-exact with the simulated bitwise forward of
 `bitnet.models.MLP` (tests/test_inference.py).
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bitnet import models, packing
+from bitnet import models, packing, thresholds
 
 VECTOR_LANES = 16  # uint32 lanes of a 512-bit vector register
 ROW_KERNEL_MAX_BATCH = 8  # up to this batch the row kernel is faster (no transposes to amortize)
@@ -53,6 +54,8 @@ class PackedLayer:
     nonzeros: jax.Array  # int32 [n_out], popcount of each mask row
     n_in: int = flax.struct.field(pytree_node=False)
     dense: bool = flax.struct.field(pytree_node=False)  # every mask bit set: skip the AND
+    polarity: jax.Array | None = None  # threshold neurons (bias 0): int32 [n_out] s in {+1, -1}
+    threshold: jax.Array | None = None  # and int32 [n_out] T: output +1 where s * a >= T
 
     @property
     def n_out(self) -> int:
@@ -65,8 +68,8 @@ class PackedModel:
     input_bits: str = flax.struct.field(pytree_node=False)  # "bipolar" or "binary"
 
 
-def pack_layer(weights: np.ndarray, bias: np.ndarray) -> PackedLayer:
-    """Pack ternary W [n_in, n_out] and b [n_out] (values in {-1, 0, +1})."""
+def pack_layer(weights: np.ndarray, bias: np.ndarray, polarity: np.ndarray | None = None, threshold: np.ndarray | None = None) -> PackedLayer:
+    """Pack ternary W [n_in, n_out] and b [n_out] (values in {-1, 0, +1}), and a threshold layer's (s, T)."""
     weights_t = jnp.asarray(weights).T
     mask = packing.pack_bits(weights_t != 0)
     nonzeros = jnp.sum(jax.lax.population_count(mask), axis=-1, dtype=jnp.int32)
@@ -77,19 +80,36 @@ def pack_layer(weights: np.ndarray, bias: np.ndarray) -> PackedLayer:
         nonzeros=nonzeros,
         n_in=int(weights_t.shape[1]),
         dense=bool(jnp.all(nonzeros == weights_t.shape[1])),
+        polarity=None if polarity is None else jnp.asarray(polarity, jnp.int32),
+        threshold=None if threshold is None else jnp.asarray(threshold, jnp.int32),
     )
 
 
 def pack_model(layers: Sequence[tuple[jax.Array, jax.Array]], input_bits: str) -> PackedModel:
     """Pack the ternary (W, b) layers of a bitwise MLP whose inputs are `input_bits` values."""
+    return PackedModel(tuple(pack_layer(w, b) for w, b in layers), check_input_bits(input_bits))
+
+
+def check_input_bits(input_bits: str) -> str:
     if input_bits not in packing.BIT_VALUES:
         raise ValueError(f"input_bits must be one of {packing.BIT_VALUES}, got {input_bits!r}")
-    return PackedModel(tuple(pack_layer(w, b) for w, b in layers), input_bits)
+    return input_bits
 
 
-def pack_params(params: dict, sparsity: float, input_bits: str) -> PackedModel:
-    """Pack the bitwise network defined by MLP parameters (the shadow weights) and lambda."""
-    return pack_model(models.ternary_layers(params, sparsity), input_bits)
+def pack_params(params: dict, sparsity: float, input_bits: str, batch_stats: dict | None = None) -> PackedModel:
+    """Pack the bitwise network defined by MLP parameters (the shadow weights) and lambda; with batch
+    norm (params["bn{l}"] and its running statistics batch_stats["bn{l}"]) its hidden layers become
+    threshold neurons, folded exactly as the model evaluates them (bitnet.thresholds)."""
+    layers = []
+    for index, (weights, bias) in enumerate(models.ternary_layers(params, sparsity)):
+        name = f"bn{index}"
+        if name not in params:
+            layers.append(pack_layer(weights, bias))
+            continue
+        if batch_stats is None or name not in batch_stats:
+            raise ValueError(f"layer {index} has batch norm but no running statistics (batch_stats[{name!r}])")
+        layers.append(pack_layer(weights, bias, *thresholds.fold_batch_norm(params[name], batch_stats[name], int(weights.shape[0]))))
+    return PackedModel(tuple(layers), check_input_bits(input_bits))
 
 
 def _popcount(words: jax.Array) -> jax.Array:
@@ -104,6 +124,8 @@ class KernelLayer:
     sign: jax.Array  # uint32
     mask: jax.Array  # uint32
     offset: jax.Array  # int32 [n_out or width]: popcount(m) or n_in (+-1 inputs), plus the bias
+    polarity: jax.Array | None  # threshold neurons' s and T, int32 [n_out] (None: sign(a))
+    threshold: jax.Array | None
     n_out: int = flax.struct.field(pytree_node=False)
     input_bits: str = flax.struct.field(pytree_node=False)
     dense: bool = flax.struct.field(pytree_node=False)
@@ -124,7 +146,7 @@ def kernel_layer(layer: PackedLayer, input_bits: str, columns: bool) -> KernelLa
     if columns:
         pad = column_width(layer.n_out) - layer.n_out
         sign, mask, offset = jnp.pad(sign.T, ((0, 0), (0, pad))), jnp.pad(mask.T, ((0, 0), (0, pad))), jnp.pad(offset, (0, pad))
-    return KernelLayer(sign, mask, offset, layer.n_out, input_bits, layer.dense, columns)
+    return KernelLayer(sign, mask, offset, layer.polarity, layer.threshold, layer.n_out, input_bits, layer.dense, columns)
 
 
 def kernel_layers(model: PackedModel, columns: bool) -> tuple[KernelLayer, ...]:
@@ -196,12 +218,18 @@ def _pack_hidden(bits: jax.Array) -> jax.Array:
     return jax.lax.platform_dependent(bits, cpu=_pack_by_dot, default=packing.pack_bits)
 
 
+def hidden_bits(scores: jax.Array, layer: KernelLayer) -> jax.Array:
+    """A hidden layer's outputs as bits (True = +1): sign(a) with sign(0) = +1, or s * a >= T for threshold neurons."""
+    return scores >= 0 if layer.threshold is None else layer.polarity * scores >= layer.threshold
+
+
 def _forward(layers: Sequence[KernelLayer], x: jax.Array) -> list[jax.Array]:
     scores = []
     for layer in layers:
         if scores:
-            x = _pack_hidden(scores[-1] >= 0)  # sign(0) = +1
+            x = _pack_hidden(hidden_bits(scores[-1], previous))
         scores.append(kernel_scores(x, layer))
+        previous = layer
     return scores
 
 

@@ -25,7 +25,12 @@ kernel, no bias (BN's shift replaces it: BN cancels any bias, whose gradient wou
 with the batch's mean and variance in training and the running averages (momentum 0.9: BinaryNet's
 alpha = 0.1 and epsilon) in evaluation. BN already brings a to about unit variance, so the STE sees
 BN(a) unscaled. Layer l's parameters are params["bn{l}"] = {scale, bias} and its statistics
-batch_stats["bn{l}"] = {mean, var} (issue #14 folds them with sign into one integer threshold).
+batch_stats["bn{l}"] = {mean, var}.
+
+A bitwise net with batch norm evaluates its hidden layers as threshold neurons: sign(BN(a)) of the
+integer a, with the running statistics, folded exactly into "+1 iff s a >= T" (bitnet.thresholds).
+That is sign(BN(a)) in exact arithmetic; float32 BN could round across 0 next to a threshold, and
+the fold is what the packed path and the bitnet-packed-v2 file compute, so every path agrees.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from bitnet import quantizers
+from bitnet import quantizers, thresholds
 
 MODES = ("float", "compressed", "bitwise")
 BN_MOMENTUM = 0.9  # running statistics: new = 0.9 old + 0.1 batch (BinaryNet's alpha = 0.1)
@@ -132,7 +138,11 @@ class MLP(nn.Module):
                 return a * scale if self.mode == "bitwise" else a
             if self.batch_norm:
                 normalize = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn{index}")
-                x = self._activate(normalize(a), 1.0)
+                normalized = normalize(a)
+                if self.mode == "bitwise" and not train:
+                    x = threshold_sign(a, self.variables["params"][normalize.name], self.variables["batch_stats"][normalize.name], x.shape[-1])
+                else:
+                    x = self._activate(normalized, 1.0)
             else:
                 x = self._activate(a, scale)
             x = Dropout(self.dropout_rate)(x, deterministic=not train)
@@ -146,6 +156,21 @@ class MLP(nn.Module):
         if self.activation not in FLOAT_ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(FLOAT_ACTIVATIONS)}")
         return FLOAT_ACTIVATIONS[self.activation](a)
+
+
+def threshold_sign(a: jax.Array, bn_params: dict, bn_stats: dict, n_in: int) -> jax.Array:
+    """+-1 outputs of threshold neurons for integer pre-activations a [..., n] (in float): batch norm
+    and sign folded exactly by `bitnet.thresholds` (on the host: the fold is exact rational
+    arithmetic, which no accelerator does)."""
+    layer = jax.ShapeDtypeStruct(a.shape[-1:], jnp.int32)
+
+    def fold(*variables) -> tuple[np.ndarray, np.ndarray]:
+        bn_params, bn_stats = jax.tree.unflatten(structure, variables)
+        return tuple(np.asarray(values, np.int32) for values in thresholds.fold_batch_norm(bn_params, bn_stats, n_in))
+
+    leaves, structure = jax.tree.flatten((bn_params, bn_stats))
+    polarity, threshold = jax.pure_callback(fold, (layer, layer), *leaves, vmap_method="sequential")
+    return jnp.where(polarity * a >= threshold, 1, -1).astype(a.dtype)
 
 
 def ternary_layers(params: dict, sparsity: float = 0.0) -> list[tuple[jax.Array, jax.Array]]:
