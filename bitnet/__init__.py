@@ -6,7 +6,7 @@ Modules, one job each, in the order of the paper's method:
   models      BitDense (float | compressed | bitwise) and the MLP
   packing     +-1 / 0-1 values <-> uint32 words
   inference   jitted XNOR-popcount forward pass on packed words
-  export      the portable "bitnet-packed-v1" .npz format and a NumPy-only reader
+  export      the portable "bitnet-packed-v1" (and -v2: threshold neurons) .npz format and a NumPy-only reader
 
 Training, in the order a run goes: plan (config -> stages), steps (the jitted step and chunk of
 steps), loop (one stage: chunks, validation, checkpoints), train (train_and_evaluate), binarized

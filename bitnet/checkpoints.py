@@ -2,7 +2,7 @@
 
     WORKDIR/checkpoints/<stage>/latest   {params, opt_state, step, totals} (+ batch_stats) + meta (resume)
     WORKDIR/checkpoints/<stage>/best     the same, kept for the lowest validation error
-    WORKDIR/checkpoints/binarized        bitnet-packed-v1 arrays (packed uint32 words) + meta
+    WORKDIR/checkpoints/binarized        bitnet-packed-v1 or -v2 arrays (packed uint32 words) + meta
 
 Orbax writes into a temporary folder and renames it when complete, so a save interrupted mid-write
 never replaces the last good checkpoint; saves are asynchronous, so every writer waits before it

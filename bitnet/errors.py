@@ -20,7 +20,7 @@ class CheckpointError(RuntimeError):
 
 
 class ExportError(ValueError):
-    """A .npz file that is not a valid bitnet-packed-v1 model."""
+    """A .npz file that is not a valid bitnet-packed-v1 or -v2 model."""
 
 
 class TrainingError(RuntimeError):

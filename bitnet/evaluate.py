@@ -4,10 +4,9 @@ For a bitwise run `evaluate_workdir` reports three test errors: the compressed r
 (stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
 on the stored binarized model. The last two must agree on every prediction; any difference is an
 error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
-(bitnet-packed-v1), both with the identity of the test data and the run's provenance. A bitwise
-net with batch norm has no packed form yet (issue #14): its eval.json has no packed_error but
-`packed_skipped`, the reason, and no bitwise.npz is written. `evaluate_npz` gives the test error
-of a .npz model alone (published or downloaded): the model's meta names its input encoding.
+(bitnet-packed-v1, or -v2 with the threshold neurons of a net with batch norm), both with the
+identity of the test data and the run's provenance. `evaluate_npz` gives the test error of a .npz
+model alone (published or downloaded, either version): the model's meta names its input encoding.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from bitnet.errors import EvaluationError  # defined with the other user errors;
 
 
 def packed_predictions(arrays: dict[str, np.ndarray], meta: dict[str, Any], images: np.ndarray) -> np.ndarray:
-    """Predictions of a bitnet-packed-v1 model (arrays, meta) for raw uint8 images [N, pixels]."""
+    """Predictions of a bitnet-packed model (arrays, meta) for raw uint8 images [N, pixels]."""
     inputs = encodings.get_encoding(meta["encoding"], meta["thresholds"])(images)
     return np.asarray(inference.packed_predict(export.to_packed_model(arrays, meta), inputs))
 
@@ -65,11 +64,7 @@ def evaluate_workdir(workdir: str) -> dict:
         variables = loop.best_variables(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
         simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, config.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
-    final = plan.binarized_stage(stages)
-    if final is not None and plan.packed_missing(final):
-        results["packed_skipped"] = plan.packed_missing(final)
-        logging.warning("%s: packed path skipped: %s", workdir, results["packed_skipped"])
-    elif final is not None:
+    if plan.binarized_stage(stages) is not None:
         packed = packed_predictions(*binarized.load(workdir), splits.test_images)
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))

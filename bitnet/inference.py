@@ -8,11 +8,12 @@ packed as in `bitnet.packing`, the integer pre-activation a = sum_i W_i x_i + b 
     0/1 inputs ("binary"):   a = 2 * popcount(x AND m AND w) - popcount(x AND m) + b
 
 since a +-1 product is +1 exactly where the two bits agree. Hidden layers always see +-1
-inputs: x_{l+1} = sign(a_l) with sign(0) = +1, i.e. bit = (a_l >= 0), packed again; a bitwise net with batch norm has threshold neurons instead (no bias;
-bitnet.thresholds): x_{l+1} = +1 where s * a_l >= T. The
-prediction is argmax of the last layer's integers, ties to the lowest index. Padding bits are 0
-in x, w and m, so they never count. This path is bit-exact with the simulated bitwise forward of
-`bitnet.models.MLP` (tests/test_inference.py).
+inputs: x_{l+1} = sign(a_l) with sign(0) = +1, i.e. bit = (a_l >= 0), packed again; the hidden
+layers of a bitwise net with batch norm are threshold neurons instead (no bias; bitnet.thresholds):
+x_{l+1} = +1 where s * a_l >= T, per neuron. The prediction is argmax of the last layer's
+integers, ties to the lowest index. Padding bits are 0 in x, w and m, so they never count. This
+path is bit-exact with the simulated bitwise forward of `bitnet.models.MLP` (tests/test_inference.py,
+tests/test_thresholds.py).
 
 Two kernels compute these integers, chosen by batch size (both exact, same formulas):
   row kernel     (batch <= ROW_KERNEL_MAX_BATCH) popcounts along each neuron's row of words, as
@@ -224,12 +225,9 @@ def hidden_bits(scores: jax.Array, layer: KernelLayer) -> jax.Array:
 
 
 def _forward(layers: Sequence[KernelLayer], x: jax.Array) -> list[jax.Array]:
-    scores = []
-    for layer in layers:
-        if scores:
-            x = _pack_hidden(hidden_bits(scores[-1], previous))
-        scores.append(kernel_scores(x, layer))
-        previous = layer
+    scores = [kernel_scores(x, layers[0])]
+    for previous, layer in zip(layers, layers[1:]):
+        scores.append(kernel_scores(_pack_hidden(hidden_bits(scores[-1], previous)), layer))
     return scores
 
 

@@ -145,25 +145,6 @@ def binarized_stage(stages: tuple[Stage, ...]) -> Stage | None:
     return stages[-1] if stages[-1].network.mode == "bitwise" else None
 
 
-# Why a bitwise network with batch norm has no packed model yet (train, evaluate and export say it).
-NO_PACKED_BATCH_NORM = (
-    "bitnet-packed-v1 cannot represent batch norm (model.batch_norm=True): it needs threshold neurons, batch norm "
-    "and sign folded into one integer threshold per neuron, the bitnet-packed-v2 format of issue #14 (not written "
-    "yet); the simulated bitwise net (eval.json's bitwise_error) is this run's bitwise result"
-)
-
-
-def packed_missing(stage: Stage) -> str:
-    """Why the bitwise `stage`'s network has no bitnet-packed-v1 form, or "" when it has one."""
-    return NO_PACKED_BATCH_NORM if stage.network.batch_norm else ""
-
-
-def run_packed_missing(config: ml_collections.ConfigDict) -> str:
-    """Why a bitwise run of `config` has no packed model (batch norm), or "" (it has one, or is a float run)."""
-    final = binarized_stage(plan(config))
-    return packed_missing(final) if final is not None else ""
-
-
 def stage_workdir(stage: Stage, workdir: str) -> str:
     """Where a stage's checkpoints are: its source workdir if it was finished elsewhere, else this one."""
     return stage.source_workdir if stage.start == FINISHED else workdir

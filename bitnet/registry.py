@@ -32,7 +32,7 @@ Entry = dict[str, Any]
 
 
 # The number a run is reported by, the first of these it has: its packed XNOR-popcount error, its
-# simulated bitwise net's (batch norm: no packed form yet, issue #14), or a float run's error.
+# simulated bitwise net's (a batch-norm run evaluated before bitnet-packed-v2 had none), or a float run's error.
 FINAL_ERROR_KEYS = ("packed_error", "bitwise_error", "float_error")
 
 

@@ -2,7 +2,7 @@
 
     check the config and the workdir  ->  load and encode the data once  ->  for each stage of
     bitnet.plan: start it (random / previous stage's best / finished elsewhere) and run its loop
-    (bitnet.loop)  ->  store the binarized model (bitnet.binarized; none with batch norm, issue #14)
+    (bitnet.loop)  ->  store the binarized model (bitnet.binarized; threshold neurons with batch norm)
 
 Each epoch writes a metrics line (WORKDIR/metrics.jsonl and TensorBoard events under
 WORKDIR/tensorboard) and the stage's latest/best orbax checkpoints. Rerunning the same command
@@ -86,13 +86,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
 
 
 def save_binarized(stages: tuple[plan.Stage, ...], variables: dict, workdir: str, dataset: Dataset) -> None:
-    """Store the binarized model of a run whose last stage is bitwise, with its training provenance (none with
-    batch norm: logged)."""
+    """Store the binarized model of a run whose last stage is bitwise, with its training provenance."""
     final = plan.binarized_stage(stages)
-    if final is not None and plan.packed_missing(final):
-        logging.warning("no packed model: %s", plan.packed_missing(final))
-    elif final is not None:
-        arrays, meta = binarized.binarize(final, variables["params"], dataset.encoding)
+    if final is not None:
+        arrays, meta = binarized.binarize(final, variables, dataset.encoding)
         meta["provenance"] = {"training_segments": provenance.read_segments(workdir)}
         binarized.save(workdir, arrays, meta)
 

@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.activation = "relu"  # float runs only; compressed uses tanh, bitwise uses sign
     # Batch norm of each hidden layer's pre-activation (not the output's), running statistics kept in the
     # checkpoints, for every stage (one parameter tree: stage 2 starts from stage 1's). Not in the paper;
-    # a bitwise net with it has no bitnet-packed-v1 model (its threshold neurons are issue #14).
+    # a bitwise net with it evaluates and exports its hidden layers as threshold neurons (bitnet-packed-v2).
     config.model.batch_norm = False
 
     # Stage 1: the compressed real-valued net (or the float net of a float run).

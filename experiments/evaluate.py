@@ -1,4 +1,4 @@
-"""Test error of a trained workdir, or of any bitnet-packed-v1 model file.
+"""Test error of a trained workdir, or of any bitnet-packed-v1 or -v2 model file.
 
     python -m experiments.evaluate --workdir workdirs/default     # -> WORKDIR/eval.json, WORKDIR/bitwise.npz
     python -m experiments.evaluate --npz results/sweep_table1/bipolar-bitwise-seed0.npz   # MNIST: $BITNET_MNIST_DIR
@@ -17,7 +17,7 @@ from configs import default
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
-_NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 .npz model (published, exported or downloaded).")
+_NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 or -v2 .npz model (published, exported or downloaded).")
 _DATA_NAME = flags.DEFINE_string("data_name", "mnist", "--npz: the data set (any IDX data set; see bitnet/data.py).")
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "--npz: folder of its IDX files (mnist: default $BITNET_MNIST_DIR, else download).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "--npz: TFDS cache (default $BITNET_DATA_DIR, else ~/tensorflow_datasets).")

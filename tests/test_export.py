@@ -82,3 +82,53 @@ def test_not_an_npz(tmp_path):
         export.load_npz(path)
     with pytest.raises(export.ExportError, match="no such file"):
         export.load_npz(tmp_path / "missing.npz")
+
+
+@pytest.fixture
+def saved_v2(tmp_path):
+    """A bitnet-packed-v2 file: a bitwise net with batch norm (hidden sizes 40, 24), random statistics."""
+    encoding = encodings.get_encoding("binary")
+    model = models.MLP(hidden_sizes=(40, 24), mode="bitwise", sparsity=0.25, batch_norm=True)
+    inputs = encoding(np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8))
+    variables = model.init(jax.random.key(0), inputs)
+    rng = np.random.default_rng(1)
+    stats = {name: {"mean": rng.normal(size=len(s["mean"])) * 3, "var": rng.random(len(s["var"])) * 9} for name, s in variables["batch_stats"].items()}
+    packed = inference.pack_params(variables["params"], 0.25, encoding.bit_values, stats)
+    path = tmp_path / "model_v2.npz"
+    export.save_npz(path, packed, encoding)
+    return path, packed, inputs
+
+
+def test_v2_round_trip(saved_v2):
+    path, packed, inputs = saved_v2
+    arrays, meta = export.load_npz(path)
+    assert str(arrays["format"]) == "bitnet-packed-v2" and meta["layer_sizes"] == [40, 24, 10]
+    assert set(arrays) - {"format", "meta"} == set(export.layer_keys(3, export.FORMAT_V2))
+    assert (arrays["t0"].dtype, arrays["t0"].shape, arrays["s1"].dtype, arrays["s1"].shape) == (np.int32, (40,), np.int8, (24,))
+    assert arrays["b2"].dtype == np.int8 and "b0" not in arrays and "b1" not in arrays
+    restored = export.to_packed_model(arrays, meta)
+    for a, b in zip(restored.layers, packed.layers):
+        for field in ("sign", "mask", "bias", "polarity", "threshold"):
+            assert (getattr(a, field) is None) == (getattr(b, field) is None)
+            if getattr(a, field) is not None:
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(inference.packed_predict(restored, inputs), export.numpy_predict(arrays, meta, inputs))
+    np.testing.assert_array_equal(inference.packed_predict(restored, inputs), inference.packed_predict(packed, inputs))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"s0": np.full(40, 2, np.int8)}, "s0 holds 2, but threshold signs must be -1 or \\+1"),
+        ({"t1": np.full(24, 42, np.int32)}, r"t1 holds 42, outside \[-n_in, n_in \+ 1\] = \[-40, 41\]"),
+        ({"t1": np.zeros(24, np.int16)}, r"t1 is int16\[24\], expected int32\[24\]"),
+        ({"s1": None}, "missing array 's1'"),
+        ({"t0": None}, "format tag is 'bitnet-packed-v2', but its arrays are 'bitnet-packed-v1''s"),
+        ({"format": np.array("bitnet-packed-v1")}, "format tag is 'bitnet-packed-v1', but its arrays are 'bitnet-packed-v2''s"),
+    ],
+)
+def test_damaged_v2_files_give_clear_errors(saved_v2, changes, message):
+    path = saved_v2[0]
+    _rewrite(path, **changes)
+    with pytest.raises(export.ExportError, match=message):
+        export.load_npz(path)

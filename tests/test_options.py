@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from bitnet import configuration, models, plan, steps
+from bitnet import binarized, configuration, encodings, export, models, plan, steps
 from configs import default, smoke
 
 
@@ -185,15 +185,15 @@ def test_batch_norm_evaluation_uses_the_running_statistics():
     np.testing.assert_array_equal(steps.make_predict(model)(variables, x), np.argmax(expected, -1))
 
 
-def test_bitwise_batch_norm_has_no_packed_form():
-    config = default.get_config()
-    config.model.batch_norm = True
-    bitwise = plan.binarized_stage(plan.plan(config))
-    assert "issue #14" in plan.packed_missing(bitwise) and "bitnet-packed-v2" in plan.packed_missing(bitwise)
-    assert plan.packed_missing(plan.plan(default.get_config())[-1]) == ""
-    assert plan.run_packed_missing(config) == plan.packed_missing(bitwise)
-    config.run_kind = "float"
-    assert plan.run_packed_missing(config) == ""  # a float run has no packed model to miss
+def test_bitwise_batch_norm_binarizes_to_threshold_neurons():
+    stage = tiny_stage("bitwise", batch_norm=True)
+    state, _ = one_step(stage)
+    variables = steps.model_variables(state)
+    arrays, meta = binarized.binarize(stage, variables, encodings.get_encoding("bipolar"))
+    assert export.format_of(arrays) == export.FORMAT_V2 and meta["layer_sizes"] == [16, 12, 10]
+    assert {"t0", "s0", "t1", "s1", "b2"} <= set(arrays) and not {"b0", "b1"} & set(arrays)
+    with pytest.raises(ValueError, match="no running statistics"):  # a batch-norm net needs its statistics to fold
+        binarized.binarize(stage, {"params": variables["params"]}, encodings.get_encoding("bipolar"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import orbax.checkpoint as ocp
 import pytest
 
 from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, train
-from bitnet.errors import ExportError
 from configs import smoke
 from experiments import summary as summary_command
 from tests import idx_fixtures, tiny
@@ -117,6 +116,36 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     for key in before:
         if key not in ("meta", "format"):
             np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_batch_norm_run_gets_a_threshold_model(synthetic, tmp_path):
+    """A bitwise run with batch norm stores, evaluates and exports its model like any other: bitnet-packed-v2,
+    whose packed and NumPy predictions are the simulated net's on every test image."""
+    source, data_dir = synthetic
+    config = tiny_config(source, data_dir)
+    config.model.batch_norm = True
+    workdir = str(tmp_path / "bn")
+    train.train_and_evaluate(config, workdir)
+    results = evaluate.evaluate_workdir(workdir)  # fails if the packed path disagrees with the simulated net anywhere
+    assert results["packed_error"] == results["bitwise_error"] < 0.5
+
+    arrays, meta = binarized.load(workdir)
+    assert str(arrays["format"]) == export.FORMAT_V2 and {"t0", "s0", "t1", "s1", "b2"} <= set(arrays) and "b0" not in arrays
+    exported, exported_meta = export.load_npz(os.path.join(workdir, "bitwise.npz"))
+    assert str(exported["format"]) == export.FORMAT_V2 and exported_meta["test_error"] == results["packed_error"]
+    for key in ("t0", "s0", "t1", "s1", "w0_sign"):
+        np.testing.assert_array_equal(exported[key], arrays[key])
+    splits = data.load_splits(**configuration.data_kwargs(config))
+    inputs = configuration.encoding_of(config)(splits.test_images)
+    stage = plan.plan(config)[-1]
+    simulated = steps.predictions(steps.make_predict(steps.make_model(stage)), loop.best_variables(stage, workdir, inputs.shape[1]), inputs, 64)
+    np.testing.assert_array_equal(export.numpy_predict(exported, exported_meta, inputs), np.asarray(simulated))
+    assert evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))["packed_error"] == results["packed_error"]
+    text = subprocess.run(
+        [sys.executable, "-m", "experiments.summary", f"--workdir={workdir}"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert [line.split()[0] for line in text.splitlines() if line.startswith("dense") and " threshold " in line] == ["dense0", "dense1"]
+    assert "no hidden biases (bitnet-packed-v2)" in text
 
 
 def timeless(lines):
@@ -242,7 +271,7 @@ def stored_states(workdir):
 def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeypatch):
     """Issue #12 section 5, all on: batch norm, squared hinge, exponential and step schedules, Glorot
     learning-rate scales, clipping (absolute and Glorot). Preempted mid-epoch in stage 2 and resumed,
-    the run ends bit for bit as an uninterrupted one; evaluation skips the packed path, saying why."""
+    the run ends bit for bit as an uninterrupted one; its binarized model has threshold neurons (bitnet-packed-v2)."""
     source, data_dir = synthetic
     config = tiny_config(source, data_dir)
     config.model.batch_norm = True
@@ -284,13 +313,11 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
         np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
 
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_skipped", "provenance", "data"}
-    assert "issue #14" in results["packed_skipped"] and "bitnet-packed-v2" in results["packed_skipped"]
+    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_error", "provenance", "data"}
+    assert results["packed_error"] == results["bitwise_error"]  # threshold neurons: the packed path is the simulated net
     assert results["compressed_error"] < 0.5 and results["bitwise_error"] < 0.5  # it learned the easy synthetic classes
-    assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
-    for asks_for_the_packed_model in (lambda: binarized.load(workdir), lambda: summary_command.model_path(None, workdir)):
-        with pytest.raises(ExportError, match=r"has no packed model: bitnet-packed-v1 cannot represent batch norm.*issue #14"):
-            asks_for_the_packed_model()
+    arrays, _ = export.load_npz(summary_command.model_path(None, workdir))
+    assert str(arrays["format"]) == export.FORMAT_V2
     lines = metric_lines(workdir)
     assert [m["learning_rate"] for m in lines if m["stage"] == "bitwise"] == pytest.approx([3e-4, 1.5e-4])  # halved after epoch 1
     assert lines[1]["learning_rate"] == pytest.approx(1e-3 * 0.01 ** (23 / 24), rel=1e-5)  # exponential: 1e-3 -> 1e-5 over 24 steps

@@ -78,3 +78,30 @@ def test_cli_missing_file_is_one_line_error(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.npz'}: no such file; export a model with experiments.evaluate first"]
+
+
+def test_threshold_neurons_from_params_and_from_a_v2_npz(tmp_path):
+    """A bitwise net with batch norm: its hidden layers are threshold neurons (int32 T + int8 s each, no bias)."""
+    params = _params((37, 65, 33, 10), seed=2)
+    rng = np.random.default_rng(3)
+    batch_stats = {}
+    for index, n_out in enumerate((65, 33)):
+        del params[f"dense{index}"]["bias"]
+        params[f"bn{index}"] = {"scale": rng.normal(size=n_out).astype(np.float32), "bias": rng.normal(size=n_out).astype(np.float32)}
+        batch_stats[f"bn{index}"] = {"mean": rng.normal(size=n_out).astype(np.float32), "var": rng.random(n_out).astype(np.float32)}
+    from_params = summary.summarize_params(params, 0.25, "bipolar")
+    assert [row.neurons for row in from_params] == ["threshold", "threshold", "bias"]
+    first = from_params[0]
+    assert first.params == 37 * 65 + 2 * 65 and first.packed_bytes == 2 * 4 * 65 * 2 + 5 * 65
+    packed = inference.pack_params(params, 0.25, "bipolar", batch_stats)
+    path = tmp_path / "model.npz"
+    export.save_npz(path, packed, encodings.get_encoding("bipolar"))
+    arrays, meta = export.load_npz(path)
+    from_npz = summary.summarize_arrays(arrays, meta)
+    assert from_npz == from_params
+    layer_arrays = [value for key, value in arrays.items() if key not in ("format", "meta")]
+    assert summary.totals(from_npz)["npz_bytes"] == sum(array.nbytes for array in layer_arrays)
+    text = summary.format_summary(from_npz)
+    assert "threshold neurons:" in text and "bitnet-packed-v2 .npz arrays" in text
+    real = summary.summarize_params(params, 0.0, "bipolar", mode="compressed")
+    assert [row.neurons for row in real] == ["batch norm", "batch norm", "bias"] and real[0].params == 37 * 65 + 2 * 65
