@@ -1,6 +1,7 @@
 """Threshold neurons: batch norm and sign folded exactly into (s, T); the model evaluates its hidden layers by them."""
 
 import itertools
+import os
 from fractions import Fraction
 
 import jax
@@ -8,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import export, inference, models, packing, thresholds
+from bitnet import binarized, data, encodings, evaluate, export, inference, models, packing, plan, thresholds
+from configs import smoke
 
 N_IN = 12
 
@@ -135,3 +137,61 @@ def test_every_input_of_a_small_net_agrees_on_all_three_paths(bit_values):
     np.testing.assert_array_equal(export.numpy_predict(arrays, meta, inputs), predictions)
     np.testing.assert_array_equal(arrays["s0"], [1, 1, -1, -1, 1, 1])
     np.testing.assert_array_equal(arrays["t0"], [1, 1, 1, 2, -5, 6])  # a >= 1 (ties); 100a - 100 >= 0; a <= -1; a <= -2; g = 0
+
+
+@pytest.fixture(scope="module")
+def mnist_test_images():
+    folder = os.environ.get("BITNET_MNIST_DIR")
+    if not folder:
+        pytest.skip("set BITNET_MNIST_DIR to the real MNIST folder")
+    arrays = data.read_idx_folder(folder)
+    return arrays["test_images"].reshape(len(arrays["test_images"]), -1)
+
+
+def statistics_of(model, variables, inputs, rng):
+    """Running statistics from the data, layer by layer (each under the previous layers' threshold neurons), then
+    hand-made trouble: integer means with zero shift (exact ties), negative scales, a few zero scales."""
+    for index in range(len(model.hidden_sizes)):
+        _, state = model.apply(variables, inputs, mutable=["intermediates"])
+        a = np.asarray(state["intermediates"]["preactivations"][index])
+        name, size = f"bn{index}", a.shape[1]
+        ties = rng.random(size) < 0.3
+        mean = np.where(ties, np.round(a.mean(0)), a.mean(0))
+        scale = rng.normal(size=size) * np.where(rng.random(size) < 0.05, 0.0, 1.0)
+        shift = np.where(ties, 0.0, rng.normal(size=size) * 0.5)
+        variables["params"][name] = {"scale": jnp.asarray(scale, jnp.float32), "bias": jnp.asarray(shift, jnp.float32)}
+        variables["batch_stats"][name] = {"mean": jnp.asarray(mean, jnp.float32), "var": jnp.asarray(a.var(0), jnp.float32)}
+    return variables
+
+
+@pytest.mark.parametrize("encoding_name", ["bipolar", "binary"])
+def test_three_paths_agree_on_every_mnist_test_image(encoding_name, mnist_test_images, tmp_path):
+    """A bitwise net with batch norm on the 10,000 real MNIST test images: the simulated Flax forward, the jitted packed
+    path of the exported bitnet-packed-v2 file and its NumPy reader give the same hidden integers and predictions."""
+    encoding = encodings.get_encoding(encoding_name)
+    inputs = encoding(mnist_test_images)
+    model = models.MLP(hidden_sizes=(96, 48), mode="bitwise", sparsity=0.25, batch_norm=True)
+    variables = model.init(jax.random.key(0), inputs[:1])
+    variables["params"] = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), variables["params"])
+    variables = statistics_of(model, variables, inputs[:2000], np.random.default_rng(0))
+
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, mutable=["intermediates"]))(variables, inputs)
+    simulated = [np.asarray(a).astype(np.int64) for a in state["intermediates"]["preactivations"]]
+    config = smoke.get_config()
+    config.update(encoding=encoding_name)
+    config.model.update(hidden_sizes=(96, 48), batch_norm=True)
+    config.stage2.sparsity = 0.25
+    arrays, meta = binarized.binarize(plan.plan(config)[-1], variables, encoding)  # the one export path a run takes
+    path = tmp_path / "bn.npz"
+    export.write_npz(path, arrays, meta)
+    arrays, meta = export.load_npz(path)
+    assert str(arrays["format"]) == export.FORMAT_V2
+
+    packed_model = export.to_packed_model(arrays, meta)
+    for got, want in zip(inference.packed_scores(packed_model, packing.pack_bits(inputs)), simulated):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    on_threshold = sum(int(np.sum(arrays[f"s{l}"] * simulated[l] == arrays[f"t{l}"])) for l in range(2))
+    assert on_threshold > 1000  # many (image, neuron) pairs sit exactly on their threshold: the ties are exercised
+    expected = np.argmax(np.asarray(logits), -1)
+    np.testing.assert_array_equal(evaluate.packed_predictions(arrays, meta, mnist_test_images), expected)
+    np.testing.assert_array_equal(export.numpy_predict(arrays, meta, inputs), expected)
