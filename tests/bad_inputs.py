@@ -61,9 +61,9 @@ DATA_FOLDER = [
     Case("count mismatch", "fewer labels than images", "IDX folder {folder}: train split has 300 images but 299 labels; use matching IDX files"),
 ]
 
-# A damaged bitnet-packed-v1 model given to export.load_npz (experiments.summary --npz, tests/test_results.py).
+# A damaged bitnet-packed-v1 model given to export.load_npz (v2's threshold checks: tests/test_export.py) (experiments.summary --npz, tests/test_results.py).
 NPZ = [
-    Case("format tag", "a .npz with another format tag", "{model}: format tag is 'bitnet-packed-v0', expected 'bitnet-packed-v1'; is this a bitnet model?"),
+    Case("format tag", "a .npz with another format tag", "{model}: format tag is 'bitnet-packed-v0', expected 'bitnet-packed-v1' or 'bitnet-packed-v2'; is this a bitnet model?"),
     Case("missing key", "a layer's array missing", "{model}: missing array 'w1_mask' for layer 1; re-export the model"),
     Case("wrong shape", "an array of the wrong shape", "{model}: b0 is int8[31], expected int8[32]; the file is damaged or from another format"),
     Case("wrong dtype", "an array of the wrong dtype", "{model}: w0_sign is int64[32, 25], expected uint32[32, 25]; the file is damaged or from another format"),
