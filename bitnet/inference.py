@@ -69,7 +69,9 @@ class PackedModel:
     input_bits: str = flax.struct.field(pytree_node=False)  # "bipolar" or "binary"
 
 
-def pack_layer(weights: np.ndarray, bias: np.ndarray, polarity: np.ndarray | None = None, threshold: np.ndarray | None = None) -> PackedLayer:
+def pack_layer(
+    weights: np.ndarray, bias: np.ndarray, polarity: np.ndarray | None = None, threshold: np.ndarray | None = None
+) -> PackedLayer:
     """Pack ternary W [n_in, n_out] and b [n_out] (values in {-1, 0, +1}), and a threshold layer's (s, T)."""
     weights_t = jnp.asarray(weights).T
     mask = packing.pack_bits(weights_t != 0)

@@ -251,7 +251,8 @@ def chunk_function(step: Callable) -> Callable:
 
 
 def make_predict(model: models.MLP) -> Callable:
-    """(variables, inputs) -> classes; batch norm uses its running statistics (variables["batch_stats"])."""
+    """(variables, inputs) -> classes; batch norm uses its running statistics (variables["batch_stats"]), which a
+    bitwise net folds into threshold neurons (bitnet.models)."""
 
     @jax.jit
     def predict(variables: dict, inputs: jax.Array) -> jax.Array:
