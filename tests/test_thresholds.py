@@ -112,16 +112,16 @@ def test_every_input_of_a_small_net_agrees_on_all_three_paths(bit_values):
     negative and zero scales; simulated Flax forward, jitted packed path and NumPy reader agree on every layer's bits."""
     inputs = np.array(list(itertools.product([0, 1] if bit_values == "binary" else [-1, 1], repeat=5)), np.float32)
     model = models.MLP(hidden_sizes=(6, 4), num_classes=3, mode="bitwise", batch_norm=True)
-    variables = model.init(jax.random.key(0), inputs[:1])
+    variables = jax.jit(model.init)(jax.random.key(0), inputs[:1])  # jitted: one compilation, not one per operation
     variables["params"] = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), variables["params"])
     sums = np.arange(-5, 6, dtype=np.float32)  # hand-made layer 0: ties at integer means, v = 0 with shifts, g < 0, g = 0
     variables["params"]["bn0"] = {"scale": jnp.array([1, 1, -1, -1, 0, 0], jnp.float32), "bias": jnp.array([0, -100, 0, -200, 0.5, -0.5], jnp.float32)}
     variables["batch_stats"]["bn0"] = {"mean": jnp.array([1, 0, -1, 0, 0, 0], jnp.float32), "var": jnp.array([1, 0, 1, 0, 1, 1], jnp.float32)}
-    _, state = model.apply(variables, inputs, train=True, mutable=["batch_stats", "intermediates"])
-    layer1 = np.asarray(state["intermediates"]["preactivations"][1])
+    preactivations = jax.jit(lambda variables: model.apply(variables, inputs, mutable=["intermediates"])[1]["intermediates"]["preactivations"])
+    layer1 = np.asarray(preactivations(variables)[1])  # under layer 0's threshold neurons
     variables["batch_stats"]["bn1"] = {"mean": jnp.asarray(np.round(layer1.mean(0))), "var": jnp.asarray(layer1.var(0))}
 
-    logits, state = model.apply(variables, inputs, mutable=["intermediates"])
+    logits, state = jax.jit(lambda variables: model.apply(variables, inputs, mutable=["intermediates"]))(variables)
     simulated = [np.asarray(a) for a in state["intermediates"]["preactivations"]]
     assert set(simulated[0].ravel()) - set(sums) == set()  # integer sums of layer 0
     packed = inference.pack_params(variables["params"], 0.0, bit_values, variables["batch_stats"])
@@ -151,9 +151,9 @@ def mnist_test_images():
 def statistics_of(model, variables, inputs, rng):
     """Running statistics from the data, layer by layer (each under the previous layers' threshold neurons), then
     hand-made trouble: integer means with zero shift (exact ties), negative scales, a few zero scales."""
+    preactivations = jax.jit(lambda variables: model.apply(variables, inputs, mutable=["intermediates"])[1]["intermediates"]["preactivations"])
     for index in range(len(model.hidden_sizes)):
-        _, state = model.apply(variables, inputs, mutable=["intermediates"])
-        a = np.asarray(state["intermediates"]["preactivations"][index])
+        a = np.asarray(preactivations(variables)[index])
         name, size = f"bn{index}", a.shape[1]
         ties = rng.random(size) < 0.3
         mean = np.where(ties, np.round(a.mean(0)), a.mean(0))
@@ -171,7 +171,7 @@ def test_three_paths_agree_on_every_mnist_test_image(encoding_name, mnist_test_i
     encoding = encodings.get_encoding(encoding_name)
     inputs = encoding(mnist_test_images)
     model = models.MLP(hidden_sizes=(96, 48), mode="bitwise", sparsity=0.25, batch_norm=True)
-    variables = model.init(jax.random.key(0), inputs[:1])
+    variables = jax.jit(model.init)(jax.random.key(0), inputs[:1])
     variables["params"] = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), variables["params"])
     variables = statistics_of(model, variables, inputs[:2000], np.random.default_rng(0))
 
