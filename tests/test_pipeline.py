@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, train
+from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, summary, train
 from configs import smoke
 from experiments import summary as summary_command
 from tests import idx_fixtures, tiny
@@ -140,10 +140,10 @@ def test_batch_norm_run_gets_a_threshold_model(synthetic, tmp_path):
     stage = plan.plan(config)[-1]
     simulated = steps.predictions(steps.make_predict(steps.make_model(stage)), loop.best_variables(stage, workdir, inputs.shape[1]), inputs, 64)
     np.testing.assert_array_equal(export.numpy_predict(exported, exported_meta, inputs), np.asarray(simulated))
-    assert evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))["packed_error"] == results["packed_error"]
-    text = subprocess.run(
-        [sys.executable, "-m", "experiments.summary", f"--workdir={workdir}"], capture_output=True, text=True, check=True, cwd=REPO
-    ).stdout
+    command = [sys.executable, "-m", "experiments.evaluate", f"--npz={workdir}/bitwise.npz", f"--source_dir={source}", f"--data_dir={data_dir}"]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip().splitlines()[-1]
+    assert json.loads(printed)["packed_error"] == results["packed_error"]  # experiments.evaluate --npz reads v2
+    text = summary.format_summary(summary.summarize_arrays(*export.load_npz(summary_command.model_path(None, workdir))))  # --workdir
     assert [line.split()[0] for line in text.splitlines() if line.startswith("dense") and " threshold " in line] == ["dense0", "dense1"]
     assert "no hidden biases (bitnet-packed-v2)" in text
 
