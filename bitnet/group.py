@@ -104,10 +104,10 @@ def unstack(tree: Any) -> list[Any]:
     return [take(tree, index) for index in range(len(jax.tree.leaves(tree)[0]))]
 
 
-def run_mesh(num_runs: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
-    """The mesh a group of `num_runs` runs is sharded over: min(K, D) of the `devices` (default: all visible), on
+def run_mesh(num_runs: int) -> Mesh | None:
+    """The mesh a group of `num_runs` runs is sharded over: min(K, D) of the D visible devices, on
     the axis RUNS; None with one (nothing to shard, so a single device runs exactly the unsharded program)."""
-    devices = list(devices if devices is not None else jax.devices())[:num_runs]
+    devices = jax.devices()[:num_runs]
     return Mesh(np.array(devices), (RUNS,)) if len(devices) > 1 else None
 
 
