@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from bitnet import checkpoints, data, encodings, preemption, steps
+from bitnet import checkpoints, data, encodings, faults, preemption, steps
 from bitnet.errors import TrainingError
 from bitnet.metrics import MetricWriter
 from bitnet.plan import Stage
@@ -100,6 +100,8 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
             state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
             row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
+            if row == steps_per_epoch:
+                faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
             if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
                 save_stopped(stage, workdir, state, epoch, best_error)
                 raise preempted(workdir, stage, int(state["step"]))
