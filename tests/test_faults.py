@@ -188,6 +188,24 @@ def test_kill_while_the_binarized_model_is_written(env, reference, tmp_path):
     assert "bitwise: resumed at step" in stderr and "bitwise epoch" not in stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["checkpoint_written:enospc:3", "binarized_written:enospc:1"])
+def test_full_disk_while_saving_a_checkpoint(env, reference, tmp_path, point):
+    """orbax's save fails on a full disk: one line naming the checkpoint, nothing half-saved left as a checkpoint."""
+    workdir = tmp_path / "run"
+    result = run(armed(env, point), train_args(env, workdir))
+    assert_fired(result.stderr, point)
+    line = assert_one_line_error(result, "error: no space left on the disk writing ", "free space there and rerun the same command")
+    assert result.returncode == 1
+    folder = Path(line.split(" writing ")[1].split(" (disk mounted at ")[0])  # the checkpoint whose save failed
+    assert folder.parent.parent == Path(workdir, "checkpoints") or folder == Path(workdir, "checkpoints", "binarized")
+    lines = first_lines_of(reference, workdir)
+    assert not Path(folder, str(0 if folder.name == "binarized" else lines[-1]["step"])).exists()
+    assert not unfinished_saves(workdir)  # the failed save's files are gone at once: they held the space
+    assert provenance.read_segments(str(workdir))[-1]["status"] == "error"
+    resumed_to_the_reference(env, workdir, reference, written(workdir))
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation: bitwise.npz and eval.json
 
