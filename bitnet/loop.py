@@ -108,7 +108,8 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
             if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
                 logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
         state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
-        if preemption.requested():
+        if preemption.requested():  # it may have come after the epoch's end chose not to save the latest state
+            save_stopped(stage, workdir, state, epoch + 1, best_error)  # (nothing to do if it did)
             raise preempted(workdir, stage, int(state["step"]))
     return best_variables(stage, workdir, dataset.input_size)
 
@@ -126,7 +127,8 @@ def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWr
 
 
 def save_stopped(stage: Stage, workdir: str, state: steps.TrainState, epoch: int, best_error: float) -> None:
-    """Save a state stopped mid-epoch as latest; TrainingError instead if its loss was not finite."""
+    """Save a state stopped in `epoch` (mid-epoch, or before its first step) as latest, unless it is already;
+    TrainingError instead if its loss was not finite."""
     _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
     meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
     checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)

@@ -64,9 +64,10 @@ def assert_fired(stderr: str, fault: str) -> None:
     assert f"fault: {action} at {point} ({nth})" in stderr, stderr[-3000:]
 
 
-def resumed_to_the_reference(env, workdir, reference, before: dict) -> str:
-    """Rerun the training command unarmed; it must end as the uninterrupted run, keeping what was written."""
-    result = run(env, train_args(env, workdir))
+def resumed_to_the_reference(env, workdir, reference, before: dict, *overrides: str) -> str:
+    """Rerun the training command (with `overrides`) unarmed; it must end as the uninterrupted run, keeping what was
+    written."""
+    result = run(env, train_args(env, workdir, *overrides))
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(workdir, reference)
     assert_kept(workdir, before)
@@ -169,6 +170,21 @@ def test_sigterm_on_the_last_step_of_an_epoch(env, reference, tmp_path):
     assert provenance.read_segments(str(workdir))[-1]["status"] == "stopped"
     stderr = resumed_to_the_reference(env, workdir, reference, written(workdir))
     assert f"compressed: resumed at step {step} " in stderr
+
+
+@pytest.mark.slow
+def test_sigterm_while_an_epoch_end_saves_only_its_best(env, reference, tmp_path):
+    """The latest state due every 2 epochs: a SIGTERM while epoch 1 saves its best checkpoint still leaves the latest
+    checkpoint its stop line names (it stopped without one, and the rerun redid the epoch)."""
+    workdir, fault, every_2 = tmp_path / "run", "checkpoint_written:term:1", "--config.stage1.checkpoint_every_epochs=2"
+    result = run(armed(env, fault), train_args(env, workdir, every_2))
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert_fired(result.stderr, fault)
+    [line] = first_lines_of(reference, workdir)
+    assert result.stderr.strip().splitlines()[-1].startswith(f"stopped: stopped by SIGTERM in stage compressed at step {line['step']}; ")
+    assert saved_steps(workdir, "compressed", "best") == saved_steps(workdir, "compressed", "latest") == [line["step"]]
+    stderr = resumed_to_the_reference(env, workdir, reference, written(workdir), every_2)
+    assert f"compressed: resumed at step {line['step']} " in stderr and "compressed epoch 1/" not in stderr
 
 
 @pytest.mark.slow
