@@ -152,7 +152,10 @@ def run_group_stage(
                 with _stopping(results, run):
                     per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
         stacked = group.stack(per_run)
-        if preemption.requested():
+        if preemption.requested():  # it may have come after a run's epoch end chose not to save its latest state
+            for run in range(size):
+                if active[run] and results[run] is None:
+                    loop.save_stopped(stages[run], workdirs[run], per_run[run], epoch + 1, best[run])  # (nothing to do if it did)
             raise loop.preempted(workdirs[0], stage, low)
     return [result if result is not None else loop.best_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]
