@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import configuration, data, group, loop, plan, preemption, provenance, steps, train, workdir_lock
+from bitnet import configuration, data, faults, group, loop, plan, preemption, provenance, steps, train, workdir_lock
 from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
@@ -135,6 +135,8 @@ def run_group_stage(
                             low - (epoch - 1) * steps_per_epoch, count, stacked_keys)
             low = int(stacked["step"][active.index(True)])  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
+            if low == epoch * steps_per_epoch:
+                faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
             if low < epoch * steps_per_epoch and preemption.requested():
                 for run in range(size):
                     if active[run]:

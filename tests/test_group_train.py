@@ -127,15 +127,16 @@ def test_a_stopped_group_resumes_to_the_same_models(synthetic, grouped, tmp_path
         assert_same_models(resumed, uninterrupted)
 
 
-def test_a_group_stopped_while_a_run_saves_its_best_saves_every_latest(synthetic, grouped, tmp_path, monkeypatch):
-    """The latest state due every 2 epochs; SIGTERM (forced by bitnet.faults) while the first run writes its first best
-    checkpoint: before stopping, every run saves its latest state at that epoch's end (the first had none); the same
-    call then ends as an uninterrupted group."""
+@pytest.mark.parametrize("fault", ["epoch_last_step:term:1", "checkpoint_written:term:1"])
+def test_a_group_stopped_at_an_epoch_end_saves_every_latest(synthetic, grouped, tmp_path, monkeypatch, fault):
+    """The latest state due every 2 epochs; SIGTERM (forced by bitnet.faults) on epoch 1's last step, or while the first
+    run writes its first best checkpoint (its epoch end had chosen not to save the latest): every run finishes epoch 1
+    and saves its latest state before the group stops; the same call then ends as an uninterrupted group."""
     workdirs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
     configs = seeds(*synthetic)
     for config in configs:
         config.stage1.checkpoint_every_epochs = 2
-    monkeypatch.setattr(faults, "_armed", faults.parse("checkpoint_written:term:1"))
+    monkeypatch.setattr(faults, "_armed", faults.parse(fault))
     monkeypatch.setattr(faults, "_reached", collections.Counter())
     with pytest.raises(preemption.Preempted, match="stopped by SIGTERM in stage compressed") as stopped:
         group_train.train_group(configs, workdirs)
