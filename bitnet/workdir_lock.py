@@ -7,7 +7,8 @@ itself only records who holds it (pid, host, start time) for the message a secon
 While the lock is held nobody else writes in the workdir, so temporary files left by an
 interrupted write (`*.tmp`, `*.tmp.npz`) are removed when the lock is taken and released, and
 orbax's temporary folders of unfinished saves (`*.orbax-checkpoint-tmp*`, never read back) when
-it is taken (not on release: an asynchronous save may still be finishing then).
+it is taken (not on release: an asynchronous save may still be finishing then; a save that fails
+removes its own at once, bitnet.checkpoints).
 """
 
 from __future__ import annotations
