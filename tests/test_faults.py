@@ -20,6 +20,7 @@ import pytest
 
 from bitnet import checkpoints, export, faults, provenance
 from tests.test_reliability import (  # noqa: F401  (env, reference: fixtures used by name)
+    EPOCHS,
     assert_one_line_error,
     assert_same_run,
     assert_trees_equal,
@@ -155,12 +156,12 @@ def test_kill_inside_orbax_asynchronous_save(env, reference, tmp_path):
 @pytest.mark.slow
 def test_sigterm_on_the_last_step_of_an_epoch(env, reference, tmp_path):
     """A preemption on stage 1's very last step: the epoch ends in full (validation, metrics, checkpoints), then it stops."""
-    workdir, fault = tmp_path / "run", "epoch_last_step:term:2"
+    workdir, fault = tmp_path / "run", f"epoch_last_step:term:{EPOCHS}"
     result = run(armed(env, fault), train_args(env, workdir))
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     assert_fired(result.stderr, fault)
     lines = first_lines_of(reference, workdir)
-    assert [(line["stage"], line["epoch"]) for line in lines] == [("compressed", 1), ("compressed", 2)]
+    assert [(line["stage"], line["epoch"]) for line in lines] == [("compressed", epoch) for epoch in range(1, EPOCHS + 1)]
     step = lines[-1]["step"]
     assert result.stderr.strip().splitlines()[-1] == (
         f"stopped: stopped by SIGTERM in stage compressed at step {step}; checkpoint saved in "
