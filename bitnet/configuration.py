@@ -21,7 +21,7 @@ RUN_KINDS = ("float", "bitwise")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant", "exponential", "step")
 LOSSES = ("cross_entropy", "squared_hinge")
-LAYER_LR_SCALES = ("none", "glorot")
+LAYER_LR_SCALES = ("none", "glorot", "fan_in")
 CLIP_UNITS = ("absolute", "glorot")
 STAGE2_INITS = ("stage1", "random")
 

@@ -14,6 +14,10 @@ Each encoding is a registered, named function of uint8 pixels [..., P] (P = 784 
               (+1 where p/255 > t_i), lowest threshold first: the level is the number of +1
               bits, so every plane counts equally -- what +-1 weights can express (a fixedK
               MSB plane should weigh twice its LSB plane, which +-1 weights cannot).
+    fixedK_01, thermoK_01
+              the same bits as 0/1 inputs instead of +-1 (as `binary` is to `bipolar`): a bit
+              that is off adds nothing to a neuron's sum, so the black background (every plane
+              off) is silent instead of adding one +-w term per plane (issue #13, 2-bit input).
 
 Uniform thresholds are what "K-bit fixed point" means for values in [0, 1]: level = the
 integer part of 2^K * p/255 (clipped). MNIST pixels are mostly 0 or near 255, so any
@@ -52,8 +56,8 @@ class Encoding:
         return encode(pixels, self)
 
 
-_FIXED = re.compile(r"^(fixed|thermo)(\d+)$")
-NAMES = ("float", "bipolar", "binary", "fixedK (e.g. fixed2)", "thermoK (e.g. thermo2)")
+_FIXED = re.compile(r"^(fixed|thermo)(\d+)(_01)?$")
+NAMES = ("float", "bipolar", "binary", "fixedK (e.g. fixed2)", "thermoK (e.g. thermo2)", "fixedK_01", "thermoK_01")
 
 
 def get_encoding(name: str, thresholds: Sequence[float] | None = None) -> Encoding:
@@ -77,7 +81,7 @@ def get_encoding(name: str, thresholds: Sequence[float] | None = None) -> Encodi
         if len(values) != count:
             raise ValueError(f"{name} needs {count} thresholds, got {len(values)}")
         planes = bits if fixed.group(1) == "fixed" else count
-        return Encoding(name, _check_thresholds(values), "bipolar", planes)
+        return Encoding(name, _check_thresholds(values), "binary" if fixed.group(3) else "bipolar", planes)
     raise ValueError(f"unknown encoding {name!r}; choose one of {', '.join(NAMES)}")
 
 
@@ -98,9 +102,10 @@ def encode(pixels: np.ndarray, encoding: Encoding) -> np.ndarray:
         low = -1.0 if encoding.bit_values == "bipolar" else 0.0
         return np.where(on, 1.0, low).astype(np.float32)
     if encoding.name.startswith("thermo"):  # one plane per threshold, lowest threshold first
-        return (2.0 * np.concatenate([scaled > t for t in encoding.thresholds], axis=-1) - 1.0).astype(np.float32)
-    level = np.zeros(scaled.shape, np.int32)
-    for t in encoding.thresholds:
-        level += scaled > t
-    planes = [(level >> bit) & 1 for bit in reversed(range(encoding.planes))]  # MSB plane first
-    return (2.0 * np.concatenate(planes, axis=-1) - 1.0).astype(np.float32)
+        bits = np.concatenate([scaled > t for t in encoding.thresholds], axis=-1)
+    else:
+        level = np.zeros(scaled.shape, np.int32)
+        for t in encoding.thresholds:
+            level += scaled > t
+        bits = np.concatenate([(level >> bit) & 1 for bit in reversed(range(encoding.planes))], axis=-1)  # MSB first
+    return (2.0 * bits - 1.0 if encoding.bit_values == "bipolar" else 1.0 * bits).astype(np.float32)

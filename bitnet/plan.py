@@ -81,7 +81,7 @@ class Stage:
     checkpoint_every_epochs: int  # save the latest state every N epochs, and after the last
     checkpoint_every_seconds: float  # ... and at the end of an epoch T seconds after the last save (0: off)
     loss: str = "cross_entropy"  # cross_entropy | squared_hinge (bitnet.steps.LOSSES)
-    layer_lr_scale: str = "none"  # none | glorot: each kernel's update times 1/H (bitnet.steps.glorot_h)
+    layer_lr_scale: str = "none"  # none | glorot (times 1/H) | fan_in (times 1024/fan_in but the input layer): bitnet.steps
     clip_unit: str = "absolute"  # absolute | glorot: clip_weights is a value, or a multiple of each kernel's H
 
 

@@ -9,7 +9,8 @@ step is the same for every mode: the stage's loss of the MLP's scores y = f(x; W
 
 (f uses tanh(W) in the compressed stage and ternarize(W) with the straight-through estimator in
 the bitwise stage, bitnet.models), one optimizer update of the real-valued parameters W (each
-kernel's update times 1/H with `layer_lr_scale = "glorot"`), then, with `clip_weights = c > 0`,
+kernel's update times 1/H with `layer_lr_scale = "glorot"`, or times 1024/fan_in for every layer
+but the input layer with `layer_lr_scale = "fan_in"`), then, with `clip_weights = c > 0`,
 every kernel clipped to [-c, c] (or [-c H, c H] with `clip_unit = "glorot"`), where
 H = sqrt(1.5 / (fan_in + fan_out)) is BinaryNet's "Glorot" H of the layer. With batch norm the
 model's running statistics ("batch_stats") are updated by the step and kept in the train state.
@@ -88,12 +89,35 @@ def map_kernels(function: Callable[[jax.Array], jax.Array], tree: dict) -> dict:
     )
 
 
-def scale_kernel_updates(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    """`optimizer` with each kernel's update multiplied by 1/H (BinaryNet's W_LR_scale="Glorot"); same state."""
+REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in": the fan-in whose layers keep the stage's learning rate (the paper's width)
+
+
+def glorot_lr_scale(name: str, shape: tuple[int, ...]) -> float:
+    """BinaryNet's W_LR_scale="Glorot": 1/H."""
+    return 1.0 / glorot_h(shape)
+
+
+def fan_in_lr_scale(name: str, shape: tuple[int, ...]) -> float:
+    """REFERENCE_WIDTH / fan_in for every kernel but the input layer's (1 there): with Adam a coherent update moves a
+    neuron's sum by about lr * fan_in, so without this a wider net takes larger steps in its activations (muP's rule
+    for hidden and output layers). A 1024-wide net keeps its learning rates."""
+    return 1.0 if name == "dense0" else REFERENCE_WIDTH / shape[0]
+
+
+LAYER_LR_SCALES = {"glorot": glorot_lr_scale, "fan_in": fan_in_lr_scale}
+
+
+def scale_kernel_updates(optimizer: optax.GradientTransformation, scale: Callable[[str, tuple[int, ...]], float]) -> optax.GradientTransformation:
+    """`optimizer` with each kernel's update multiplied by scale(layer name, kernel shape); same state."""
+
+    def scale_leaf(path, update):
+        if path[-1] != jax.tree_util.DictKey("kernel"):
+            return update
+        return update * scale(path[-2].key, update.shape)
 
     def update(updates, state, params=None):
         updates, state = optimizer.update(updates, state, params)
-        return map_kernels(lambda update: update * (1.0 / glorot_h(update.shape)), updates), state
+        return jax.tree_util.tree_map_with_path(scale_leaf, updates), state
 
     return optax.GradientTransformation(optimizer.init, update)
 
@@ -105,7 +129,9 @@ def make_optimizer(stage: Stage, schedule: optax.Schedule) -> optax.GradientTran
         optimizer = optax.adamw(schedule, weight_decay=stage.hyper.weight_decay)
     else:
         optimizer = optax.sgd(schedule, momentum=0.9, nesterov=True)
-    return scale_kernel_updates(optimizer) if stage.layer_lr_scale == "glorot" else optimizer
+    if stage.layer_lr_scale == "none":
+        return optimizer
+    return scale_kernel_updates(optimizer, LAYER_LR_SCALES[stage.layer_lr_scale])
 
 
 def make_projection(stage: Stage) -> Callable[[dict], dict] | None:

@@ -199,6 +199,25 @@ def results_table(root: str, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_table(root: str, names: list[str]) -> str:
+    """Markdown for tuning: per run, each stage's epochs and best validation error, its last validation error and
+    its training time (a group's runs each show the group's wall time), from metrics.jsonl only (a screen chooses by
+    validation; no test error is read)."""
+    lines = ["| run | stage | epochs | best val | last val | training time |", "|---|---|---|---|---|---|"]
+    for name in names:
+        metrics = read_metrics(os.path.join(root, name))
+        if not metrics:
+            lines.append(f"| {name} | not trained |  |  |  |  |")
+        for stage in dict.fromkeys(line["stage"] for line in metrics):
+            lines_of_stage = [line for line in metrics if line["stage"] == stage]
+            validated = [line["val_error"] for line in lines_of_stage if line["val_error"] is not None]
+            best = f"{100 * min(validated):.2f} %" if validated else ""
+            last = f"{100 * validated[-1]:.2f} %" if validated else ""
+            minutes = sum(line["epoch_seconds"] for line in lines_of_stage) / 60
+            lines.append(f"| {name} | {stage} | {lines_of_stage[-1]['epoch']} | {best} | {last} | {minutes:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
 def load_sweep(path: str):
     """A sweep file's get_config(): {base, runs}."""
     import importlib.util

@@ -1,13 +1,14 @@
 """Run every run of a sweep config, each in its own workdir, then tabulate their eval.json.
 
     python -m experiments.sweep --sweep configs/sweep_table1.py [--workdir_root W] [--parallel N] [--only a,b]
-                                [--group | --nogroup] [--max_group_size K]
+                                [--group | --nogroup] [--max_group_size K] [--noevaluate]
 
 Runs that can train as one program (bitnet.group: the same shapes, data and epochs; they differ in
 seed, learning rate, weight decay, dropout rates or lambda) train as groups of at most K runs, one
 process each (experiments.train_group); the others alone (experiments.train). Then each run is
-evaluated (experiments.evaluate). These are subprocesses, so a rerun resumes unfinished runs and
-skips finished ones. With N > 1 (default: the number of local NVIDIA GPUs, or 1), N groups or runs
+evaluated (experiments.evaluate); with --noevaluate (tuning screens, which choose by validation
+only) nothing reads the test split and the table lists each stage's validation errors. These are
+subprocesses, so a rerun resumes unfinished runs and skips finished ones. With N > 1 (default: the number of local NVIDIA GPUs, or 1), N groups or runs
 go at once, each pinned to one GPU through CUDA_VISIBLE_DEVICES.
 """
 
@@ -34,6 +35,7 @@ _ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs (d
 _ONLY = flags.DEFINE_list("only", None, "Run only these runs (workdir names); the table still lists every run.")
 _PARALLEL = flags.DEFINE_integer("parallel", None, "Runs (or groups) at once (default: number of local GPUs, at least 1).")
 _GROUP = flags.DEFINE_bool("group", None, "Train compatible runs as groups in one program (default: on with GPUs; on the CPU: GROUP_ON_CPU).")
+_EVALUATE = flags.DEFINE_bool("evaluate", True, "Evaluate each run on the test split; --noevaluate (tuning screens): train only and tabulate validation errors.")
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", MAX_GROUP_SIZE, "The most runs in one group (0: no cap).")
 flags.mark_flag_as_required("sweep")
 
@@ -53,8 +55,8 @@ def _call(name: str, command: list[str], logs: list[str], env: dict) -> int:
             file.close()
 
 
-def _run_unit(runs: list[sweep.Run], root: str, base: str, sweep_file: str, slots: queue.Queue) -> int:
-    """Train one run alone, or several as a group, then evaluate each that trained; nonzero if any failed."""
+def _run_unit(runs: list[sweep.Run], root: str, base: str, sweep_file: str, slots: queue.Queue, evaluate: bool = True) -> int:
+    """Train one run alone, or several as a group, then (`evaluate`) evaluate each that trained; nonzero if any failed."""
     workdirs = [os.path.join(root, run.name) for run in runs]
     slot = slots.get()
     try:
@@ -70,7 +72,7 @@ def _run_unit(runs: list[sweep.Run], root: str, base: str, sweep_file: str, slot
             if alone_failed or (status and not any(stopped)):
                 print(f"[{run.name}] failed (exit {status}); see {log}", flush=True)
                 continue
-            if _call(run.name, sweep.commands(run, base, workdir)[1], [log], env):
+            if evaluate and _call(run.name, sweep.commands(run, base, workdir)[1], [log], env):
                 print(f"[{run.name}] evaluation failed; see {log}", flush=True)
                 status = status or 1
         return status
@@ -103,8 +105,9 @@ def main(argv):
     for environment in sweep.device_environments(parallel, gpus):
         slots.put(environment)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        statuses = list(pool.map(lambda unit: _run_unit(unit, root, spec.base, sweep_path, slots), units))
-    table = sweep.results_table(root, [run.name for run in all_runs])
+        statuses = list(pool.map(lambda unit: _run_unit(unit, root, spec.base, sweep_path, slots, _EVALUATE.value), units))
+    names = [run.name for run in all_runs]
+    table = sweep.results_table(root, names) if _EVALUATE.value else sweep.validation_table(root, names)
     with open(os.path.join(root, "results.md"), "w") as file:
         file.write(table)
     print(table)

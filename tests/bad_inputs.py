@@ -36,7 +36,7 @@ def _config(field: str, value: object, error: str) -> ConfigCase:
 
 # A config field with a value that cannot run: refused before any work (nothing written, not even config.json).
 CONFIG = [
-    _config("encoding", "bogus", "config.encoding: unknown encoding 'bogus'; choose one of float, bipolar, binary, fixedK (e.g. fixed2), thermoK (e.g. thermo2)"),
+    _config("encoding", "bogus", "config.encoding: unknown encoding 'bogus'; choose one of float, bipolar, binary, fixedK (e.g. fixed2), thermoK (e.g. thermo2), fixedK_01, thermoK_01"),
     _config("run_kind", "ternary", "config.run_kind='ternary' is unknown; use one of ['float', 'bitwise']"),
     _config("stage2.sparsity", 1.0, "config.stage2.sparsity (lambda)=1.0 must be in [0, 1); 0 gives pure +-1 weights"),
     _config("stage2.sparsity", -0.1, "config.stage2.sparsity (lambda)=-0.1 must be in [0, 1); 0 gives pure +-1 weights"),

@@ -46,6 +46,15 @@ def test_thermo2_one_plane_per_threshold():
     np.testing.assert_array_equal(((out + 1) / 2).reshape(3, 8).sum(0), [0, 0, 1, 1, 2, 2, 3, 3])
 
 
+@pytest.mark.parametrize("name", ["fixed2", "thermo2", "fixed3"])
+def test_01_variant_is_the_same_bits_as_0_and_1(name):
+    bipolar, binary = encodings.get_encoding(name), encodings.get_encoding(f"{name}_01")
+    assert (binary.bit_values, binary.planes, binary.thresholds) == ("binary", bipolar.planes, bipolar.thresholds)
+    pixels = np.arange(0, 256, 5, dtype=np.uint8)[None]
+    np.testing.assert_array_equal(binary(pixels), (bipolar(pixels) + 1) / 2)
+    assert set(np.unique(binary(pixels))) == {0.0, 1.0}
+
+
 def test_custom_fixed_thresholds():
     enc = encodings.get_encoding("fixed2", [0.1, 0.2, 0.9])
     out = enc(np.array([[20, 30, 60, 240]], np.uint8))  # .078 .118 .235 .941 -> levels 0 1 2 3
@@ -62,6 +71,7 @@ def test_custom_fixed_thresholds():
         ("fixed2", [0.5, 0.4, 0.9], "ascend strictly"),
         ("float", [0.5], "takes no thresholds"),
         ("fixed9", None, "1 to 8 bits"),
+        ("fixed2_11", None, "unknown encoding"),
     ],
 )
 def test_bad_encodings_are_rejected(name, thresholds, message):

@@ -149,3 +149,22 @@ def test_a_group_stopped_at_an_epoch_end_saves_every_latest(synthetic, grouped, 
     for resumed, uninterrupted in zip(workdirs, grouped):
         assert alone_lines(resumed) == alone_lines(uninterrupted)
         assert_same_models(resumed, uninterrupted)
+
+
+def test_a_sweep_without_evaluation_reads_no_test_split_and_tabulates_validation(synthetic, tmp_path):
+    """--noevaluate (tuning screens): the runs train, nothing evaluates them (no eval.json), and the table is each
+    stage's validation errors, as metrics.jsonl has them."""
+    source, data_dir = synthetic
+    base, spec, root = tmp_path / "base.py", tmp_path / "sweep.py", tmp_path / "root"
+    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
+    spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
+    command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={root}", "--noevaluate"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "experiments.evaluate" not in result.stdout
+    for name in ("seed0", "seed1"):
+        assert not (root / name / "eval.json").exists() and (root / name / "checkpoints").is_dir()
+        for stage in ("compressed", "bitwise"):
+            best = min(line["val_error"] for line in metric_lines(str(root / name)) if line["stage"] == stage)
+            assert f"| {name} | {stage} |" in result.stdout and f"{100 * best:.2f} %" in result.stdout
+    assert (root / "results.md").read_text() in result.stdout

@@ -95,23 +95,38 @@ def test_glorot_h_is_binarynets():
     assert steps.glorot_h((20, 16)) == pytest.approx(math.sqrt(6 / 36) / 2)  # half the glorot_uniform bound
 
 
+LAYER_FACTORS = {
+    "glorot": lambda name, shape: 1.0 / math.sqrt(1.5 / sum(shape)),  # BinaryNet: 1/H
+    "fan_in": lambda name, shape: 1.0 if name == "dense0" else 1024 / shape[0],  # the input layer keeps the rate
+}
+
+
+@pytest.mark.parametrize("scale", sorted(LAYER_FACTORS))
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_glorot_layer_scale_multiplies_each_kernels_update_by_one_over_h(optimizer):
+def test_layer_scale_multiplies_each_kernels_update_by_its_factor(optimizer, scale):
     params = params_like()
     grads = jax.tree.map(lambda p: jnp.cos(p) * 0.1, params)
     plain, scaled = (
-        steps.make_optimizer(tiny_stage(optimizer=optimizer, layer_lr_scale=scale), optax.constant_schedule(1e-3))
-        for scale in ("none", "glorot")
+        steps.make_optimizer(tiny_stage(optimizer=optimizer, layer_lr_scale=name), optax.constant_schedule(1e-3))
+        for name in ("none", scale)
     )
     plain_updates, plain_state = plain.update(grads, plain.init(params), params)
     scaled_updates, scaled_state = scaled.update(grads, scaled.init(params), params)
     assert jax.tree.structure(plain_state) == jax.tree.structure(scaled_state)  # same checkpointed state
+    factors = []
     for name in ("dense0", "dense1", "dense2"):
-        kernel = params[name]["kernel"]
-        factor = np.float32(1.0 / math.sqrt(1.5 / sum(kernel.shape)))
+        factor = np.float32(LAYER_FACTORS[scale](name, params[name]["kernel"].shape))
+        factors.append(factor)
         np.testing.assert_array_equal(scaled_updates[name]["kernel"], plain_updates[name]["kernel"] * factor)
         np.testing.assert_array_equal(scaled_updates[name]["bias"], plain_updates[name]["bias"])  # biases: scale 1
+    assert len(set(factors)) == 3  # every layer got its own factor (the tiny net's widths differ)
     np.testing.assert_array_equal(scaled_updates["bn0"]["scale"], plain_updates["bn0"]["scale"])
+
+
+def test_fan_in_scale_leaves_a_1024_wide_net_unchanged():
+    shapes = {"dense0": (784, 1024), "dense1": (1024, 1024), "dense2": (1024, 1024), "dense3": (1024, 10)}
+    assert [steps.fan_in_lr_scale(name, shape) for name, shape in shapes.items()] == [1.0, 1.0, 1.0, 1.0]
+    assert steps.fan_in_lr_scale("dense1", (4096, 4096)) == 0.25 and steps.fan_in_lr_scale("dense0", (1568, 4096)) == 1.0
 
 
 def test_clipping_bounds_kernels_only():
@@ -223,7 +238,7 @@ def test_the_plan_reads_every_option():
         ("stage1.final_learning_rate", 0.1, "config.stage1.final_learning_rate=0.1 must be in [0, learning_rate=0.001]"),
         ("stage1.decay_factor", 1.5, "config.stage1.decay_factor=1.5 must be in (0, 1]"),
         ("stage2.decay_every_epochs", 0, "config.stage2.decay_every_epochs=0 must be an integer >= 1"),
-        ("stage2.layer_lr_scale", "he", "config.stage2.layer_lr_scale='he' is unknown; use one of ['none', 'glorot']"),
+        ("stage2.layer_lr_scale", "he", "config.stage2.layer_lr_scale='he' is unknown; use one of ['none', 'glorot', 'fan_in']"),
         ("stage1.clip_weights", -1.0, "config.stage1.clip_weights=-1.0 must be >= 0 (0: no clipping)"),
         ("stage1.clip_unit", "relative", "config.stage1.clip_unit='relative' is unknown; use one of ['absolute', 'glorot']"),
     ],

@@ -112,3 +112,19 @@ def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
     assert all(len(unit) == 1 for unit in units[1:]) and len(units) == len(runs) - 2
     assert [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size=2)][:2] == [
         ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1"], ["bipolar-bitwise-seed2"]]
+
+
+def test_validation_table_lists_each_stages_validation_errors_and_untrained_runs(tmp_path):
+    os.makedirs(tmp_path / "a")
+    lines = [
+        {"stage": "compressed", "epoch": 1, "val_error": 0.05, "epoch_seconds": 60.0},
+        {"stage": "compressed", "epoch": 2, "val_error": 0.04, "epoch_seconds": 60.0},
+        {"stage": "compressed", "epoch": 3, "val_error": 0.045, "epoch_seconds": 60.0},
+        {"stage": "bitwise", "epoch": 1, "val_error": None, "epoch_seconds": 30.0},
+        {"stage": "bitwise", "epoch": 2, "val_error": 0.06, "epoch_seconds": 30.0},
+    ]
+    (tmp_path / "a" / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"stage": "bitw')
+    table = sweep.validation_table(str(tmp_path), ["a", "b"])
+    assert "| a | compressed | 3 | 4.00 % | 4.50 % | 3.0 min |" in table
+    assert "| a | bitwise | 2 | 6.00 % | 6.00 % | 1.0 min |" in table  # an epoch without validation is skipped
+    assert "| b | not trained |" in table
