@@ -14,6 +14,14 @@ run axis in one of two ways (`AXES`):
            alone, so a group ends bit for bit where its runs alone would; on the CPU a batched
            reduction rounds differently (about 1e-8 per step), and vmap gains nothing there
 A run marked inactive (diverged, or ahead of the others after a resume) keeps its state.
+
+With several devices visible the run axis is sharded over them (`run_mesh`): each device holds
+its shard of the runs' states, values, orders and keys, the training data is on every device, and
+each runs the chunk above (vmap or map) on its own runs only (`jax.shard_map`: no communication
+between devices inside a chunk). So a run's operations are those of the single-device group on a
+smaller batch of runs: with map, bit for bit as on one device. A group of K runs uses min(K, D)
+of the D devices, its run axis padded to a multiple of that with inactive copies of the first run
+(`spread`), which are never read back (`gather`). With one device nothing is sharded or padded.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bitnet import augmentation, configuration, models, plan, quantizers, steps
 from bitnet.plan import Stage
 
 TRACED = ("learning_rate", "weight_decay", "dropout_rate", "input_dropout_rate", "sparsity")  # Hyperparameters that may differ
 AXES = ("vmap", "map")
+RUNS = "runs"  # the mesh axis that the run axis is sharded over
 
 
 def default_axis() -> str:
@@ -93,6 +104,50 @@ def unstack(tree: Any) -> list[Any]:
     return [take(tree, index) for index in range(len(jax.tree.leaves(tree)[0]))]
 
 
+def run_mesh(num_runs: int) -> Mesh | None:
+    """The mesh a group of `num_runs` runs is sharded over: min(K, D) of the D visible devices, on
+    the axis RUNS; None with one (nothing to shard, so a single device runs exactly the unsharded program)."""
+    devices = jax.devices()[:num_runs]
+    return Mesh(np.array(devices), (RUNS,)) if len(devices) > 1 else None
+
+
+def padded_size(num_runs: int, mesh: Mesh | None) -> int:
+    """The run axis's length on `mesh`: `num_runs` rounded up to a multiple of its devices (an even split)."""
+    devices = 1 if mesh is None else mesh.size
+    return -(-num_runs // devices) * devices
+
+
+def spread(stacked: Any, mesh: Mesh | None, filler: Any = None) -> Any:
+    """A stacked tree on `mesh`: padded to `padded_size` with copies of run 0 (or `filler`, a one-run tree), and
+    sharded on its run axis; unchanged without a mesh."""
+    leaves = jax.tree.leaves(stacked)
+    if mesh is None or not leaves:  # no values vary: an empty tree
+        return stacked
+    missing = padded_size(len(leaves[0]), mesh) - len(leaves[0])
+    fill = jax.tree.map(lambda leaf: leaf[:1], stacked) if filler is None else stack([filler])
+    padded = jax.tree.map(lambda leaf, one: jnp.concatenate([leaf] + [one] * missing), stacked, fill)
+    return jax.device_put(padded, NamedSharding(mesh, PartitionSpec(RUNS)))
+
+
+def spread_mask(active: Sequence[bool], mesh: Mesh | None) -> jax.Array:
+    """The active mask of a group's runs on `mesh`: the padding's fillers inactive, so they never train."""
+    return spread(jnp.asarray(active), mesh, filler=jnp.asarray(False))
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """A tree every run reads (the training data) on each device of `mesh`, once, not at every chunk; unchanged
+    without a mesh."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def gather(stacked: Any, num_runs: int, mesh: Mesh | None) -> Any:
+    """The first `num_runs` runs (not the padding) of a stacked tree, on the mesh's first device, where a run's
+    evaluation and checkpoints happen as on one device; unchanged without a mesh."""
+    if mesh is None:
+        return stacked
+    return jax.tree.map(lambda leaf: leaf[:num_runs], jax.device_put(stacked, mesh.devices.flat[0]))
+
+
 def check_compatible(stages: Sequence[Stage]) -> None:
     """ValueError unless the stages can train as one group (they agree on everything but seeds and `TRACED`)."""
     shapes = {shape_of(stage) for stage in stages}
@@ -103,13 +158,15 @@ def check_compatible(stages: Sequence[Stage]) -> None:
 
 
 def make_group_chunk(
-    stages: Sequence[Stage], steps_per_epoch: int, augment: augmentation.Augment | None = None, axis: str | None = None
+    stages: Sequence[Stage], steps_per_epoch: int, augment: augmentation.Augment | None = None, axis: str | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable:
     """The jitted chunk of a group: (states, values, active, inputs, labels, orders, start_row, num_steps, keys) -> states.
 
     states, values (`per_run_values`), active (bool [K]), orders [K, steps_per_epoch, batch] and
     keys (`steps.stage_key` of each run) are stacked on the run axis; the training data, the start
-    row and the number of steps are shared.
+    row and the number of steps are shared. With a `mesh` (`run_mesh`) each device runs the chunk
+    on its shard of the run axis (`spread`, with the data `replicate`d).
     """
     check_compatible(stages)
     stage, axis = stages[0], axis or default_axis()
@@ -124,7 +181,6 @@ def make_group_chunk(
         trained = chunk(state, inputs, labels, order, start_row, num_steps, key)
         return jax.tree.map(lambda new, old: jnp.where(active, new, old), trained, state)
 
-    @jax.jit
     def group_chunk(states, values, active, inputs, labels, orders, start_row, num_steps, keys):
         def one(state, values, active, order, key):
             return run_chunk(state, values, active, inputs, labels, order, start_row, num_steps, key)
@@ -133,4 +189,8 @@ def make_group_chunk(
             return jax.vmap(one)(states, values, active, orders, keys)
         return jax.lax.map(lambda args: one(*args), (states, values, active, orders, keys))
 
-    return group_chunk
+    if mesh is None:
+        return jax.jit(group_chunk)
+    runs, shared = PartitionSpec(RUNS), PartitionSpec()
+    specs = (runs, runs, runs, shared, shared, runs, shared, shared, runs)
+    return jax.jit(jax.shard_map(group_chunk, mesh=mesh, in_specs=specs, out_specs=runs))

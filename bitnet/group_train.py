@@ -12,6 +12,11 @@ the log), it trains no later stage and gets no binarized model; the others train
 after a kill: each run restores its own latest checkpoint; runs that are behind (a kill between
 two runs' saves) train alone in the group program until they reach the others, so every run
 follows its uninterrupted data order and keys.
+
+With several devices visible the group's run axis is sharded over them (bitnet.group.run_mesh; the
+segment's "group" says over how many): the stacked states stay on their devices from chunk to
+chunk, and only at an epoch's end (or a stop) are the runs gathered to the first device, where
+each run's validation and checkpoints happen as on one device.
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def _train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequenc
     errors: list[str | None] = [None] * len(configs)
     variables: list[dict | None] = [None] * len(configs)
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
-        group_facts = {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs)}
+        mesh = group.run_mesh(len(workdirs))
+        group_facts = {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
         endings = [exits.enter_context(provenance.segment(workdir, data=dataset.identity, group=group_facts)) for workdir in workdirs]
         writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
         for index in range(len(plans[0])):
@@ -113,11 +119,13 @@ def run_group_stage(
                       steps_per_epoch, first_step, pace, {"group_size": group_size}, f"[{os.path.basename(workdir)}] ")
         for run, workdir, writer, model, schedule, first_step in zip(stages, workdirs, writers, models, schedules, first)
     ]
-    chunk = group.make_group_chunk(stages, steps_per_epoch, steps.make_augment(stage, dataset.encoding, dataset.input_size), axis)
-    values, stacked_keys = group.per_run_values(stages, dataset.input_size), jnp.stack(keys)
+    mesh = group.run_mesh(size)  # None on one device
+    chunk = group.make_group_chunk(stages, steps_per_epoch, steps.make_augment(stage, dataset.encoding, dataset.input_size), axis, mesh)
+    values, stacked_keys = group.spread(group.per_run_values(stages, dataset.input_size), mesh), group.spread(jnp.stack(keys), mesh)
+    inputs, labels = group.replicate((dataset.train_inputs, dataset.train_labels), mesh)
     results: list[dict | str | None] = [None] * size
     saved_at = [time.time()] * size
-    stacked = group.stack(states)
+    stacked = group.spread(group.stack(states), mesh)
     position = list(first)
     while True:
         live = [run for run in range(size) if results[run] is None and position[run] < total_steps]
@@ -127,33 +135,34 @@ def run_group_stage(
         epoch = low // steps_per_epoch + 1
         target = min([epoch * steps_per_epoch] + [position[run] for run in live if position[run] > low])
         active = [run in live and position[run] == low for run in range(size)]
-        orders = jnp.stack([jnp.asarray(data.batch_indices(run.seed, epoch, num_train, run.batch_size)) for run in stages])
+        orders = group.spread(jnp.stack([jnp.asarray(data.batch_indices(run.seed, epoch, num_train, run.batch_size)) for run in stages]), mesh)
+        active_mask = group.spread_mask(active, mesh)
         epoch_start = time.time()
         while low < target:
             count, chunk_start = min(pace.chunk_steps, target - low), time.time()
-            stacked = chunk(stacked, values, jnp.asarray(active), dataset.train_inputs, dataset.train_labels, orders,
-                            low - (epoch - 1) * steps_per_epoch, count, stacked_keys)
+            stacked = chunk(stacked, values, active_mask, inputs, labels, orders, low - (epoch - 1) * steps_per_epoch, count, stacked_keys)
             low = int(stacked["step"][active.index(True)])  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
             if low == epoch * steps_per_epoch:
                 faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
             if low < epoch * steps_per_epoch and preemption.requested():
+                gathered = group.gather(stacked, size, mesh)
                 for run in range(size):
                     if active[run]:
                         with _stopping(results, run):
-                            loop.save_stopped(stages[run], workdirs[run], group.take(stacked, run), epoch, best[run])
+                            loop.save_stopped(stages[run], workdirs[run], group.take(gathered, run), epoch, best[run])
                 raise loop.preempted(workdirs[0], stage, low)
         for run in range(size):
             position[run] = low if active[run] else position[run]
         if low < epoch * steps_per_epoch:
             continue  # caught up with a run that stopped mid-epoch: on together
         seconds = time.time() - epoch_start
-        per_run = group.unstack(stacked)
+        per_run = group.unstack(group.gather(stacked, size, mesh))
         for run in range(size):
             if active[run]:
                 with _stopping(results, run):
                     per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
-        stacked = group.stack(per_run)
+        stacked = group.spread(group.stack(per_run), mesh)
         if preemption.requested():  # it may have come after a run's epoch end chose not to save its latest state
             for run in range(size):
                 if active[run] and results[run] is None:

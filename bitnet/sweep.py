@@ -129,6 +129,15 @@ def device_environments(parallel: int, gpus: int) -> list[dict[str, str]]:
     return environments
 
 
+def unit_environments(parallel: int | None, grouped: bool, gpus: int) -> list[dict[str, str]]:
+    """The environment of each slot a sweep trains its units (groups or single runs) in. By default a grouped sweep
+    trains one unit at a time seeing every visible GPU, over which a group shards its runs (bitnet.group.run_mesh);
+    with `parallel` given, or without groups, `device_environments` (default: one slot per GPU)."""
+    if parallel is None and grouped:
+        return [{}]
+    return device_environments(parallel or max(gpus, 1), gpus)
+
+
 def select(runs: list[Run], names: list[str] | None) -> list[Run]:
     """The runs called `names` (all runs when None), in sweep order; unknown names are an error."""
     if not names:

@@ -8,8 +8,11 @@ seed, learning rate, weight decay, dropout rates or lambda) train as groups of a
 process each (experiments.train_group); the others alone (experiments.train). Then each run is
 evaluated (experiments.evaluate); with --noevaluate (tuning screens, which choose by validation
 only) nothing reads the test split and the table lists each stage's validation errors. These are
-subprocesses, so a rerun resumes unfinished runs and skips finished ones. With N > 1 (default: the number of local NVIDIA GPUs, or 1), N groups or runs
-go at once, each pinned to one GPU through CUDA_VISIBLE_DEVICES.
+subprocesses, so a rerun resumes unfinished runs and skips finished ones. By default a grouped
+sweep trains one group (or run) at a time, seeing every visible GPU: a group's runs are sharded
+over them (bitnet.group.run_mesh). With --parallel N (the default without groups: the number of
+local NVIDIA GPUs, or 1), N groups or runs go at once, each pinned to one GPU through
+CUDA_VISIBLE_DEVICES.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ MAX_GROUP_SIZE = 16
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "A sweep file: get_config() with base and runs.")
 _ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs (default workdirs/<sweep name>).")
 _ONLY = flags.DEFINE_list("only", None, "Run only these runs (workdir names); the table still lists every run.")
-_PARALLEL = flags.DEFINE_integer("parallel", None, "Runs (or groups) at once (default: number of local GPUs, at least 1).")
+_PARALLEL = flags.DEFINE_integer(
+    "parallel", None, "Runs (or groups) at once, each on one GPU (default: grouped, one at a time on every GPU; else one per GPU)."
+)
 _GROUP = flags.DEFINE_bool("group", None, "Train compatible runs as groups in one program (default: on with GPUs; on the CPU: GROUP_ON_CPU).")
 _EVALUATE = flags.DEFINE_bool("evaluate", True, "Evaluate each run on the test split; --noevaluate (tuning screens): train only and tabulate validation errors.")
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", MAX_GROUP_SIZE, "The most runs in one group (0: no cap).")
@@ -100,11 +105,11 @@ def main(argv):
     gpus = sweep.local_gpu_count()
     grouped = _GROUP.value if _GROUP.value is not None else bool(gpus) or GROUP_ON_CPU
     units = _units(runs, spec.base, grouped, _MAX_GROUP_SIZE.value)
-    parallel = _PARALLEL.value or max(gpus, 1)
+    environments = sweep.unit_environments(_PARALLEL.value, grouped, gpus)
     slots: queue.Queue = queue.Queue()
-    for environment in sweep.device_environments(parallel, gpus):
+    for environment in environments:
         slots.put(environment)
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(environments)) as pool:
         statuses = list(pool.map(lambda unit: _run_unit(unit, root, spec.base, sweep_path, slots, _EVALUATE.value), units))
     names = [run.name for run in all_runs]
     table = sweep.results_table(root, names) if _EVALUATE.value else sweep.validation_table(root, names)

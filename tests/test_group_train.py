@@ -55,7 +55,7 @@ def test_a_group_ends_as_its_runs_alone(synthetic, grouped, tmp_path):
     for workdir in grouped:
         assert {line["group_size"] for line in metric_lines(workdir)} == {2}
         (segment,) = provenance.read_segments(workdir)
-        assert segment["group"] == {"runs": [os.path.abspath(w) for w in grouped], "size": 2} and segment["status"] == "finished"
+        assert segment["group"] == {"runs": [os.path.abspath(w) for w in grouped], "size": 2, "devices": 1} and segment["status"] == "finished"
     results = evaluate.evaluate_workdir(grouped[1])
     assert results["bitwise_error"] == results["packed_error"] == evaluate.evaluate_workdir(alone)["packed_error"]
 

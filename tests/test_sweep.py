@@ -44,6 +44,13 @@ def test_device_environments_share_gpus_round_robin_with_a_memory_slice_each():
     assert {slot["XLA_PYTHON_CLIENT_MEM_FRACTION"] for slot in shared} == {"0.300"}
 
 
+def test_a_grouped_sweep_trains_one_unit_at_a_time_on_every_gpu_unless_told_how_many():
+    """A group shards its runs over the GPUs its process sees: by default every one (no CUDA_VISIBLE_DEVICES set)."""
+    assert sweep.unit_environments(None, True, 4) == [{}]
+    assert sweep.unit_environments(None, False, 2) == sweep.unit_environments(2, True, 2) == sweep.device_environments(2, 2)
+    assert sweep.unit_environments(None, False, 0) == [{}]
+
+
 def _segment(kind, platform="cpu"):
     return {"devices": {"platform": platform, "kind": kind}, "code": {"commit": "abcdef0123", "dirty": False}, "epochs": 2}
 
