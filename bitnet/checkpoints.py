@@ -5,31 +5,38 @@
     WORKDIR/checkpoints/binarized        bitnet-packed-v1 or -v2 arrays (packed uint32 words) + meta
 
 Orbax writes into a temporary folder and renames it when complete, so a save interrupted mid-write
-never replaces the last good checkpoint; saves are asynchronous, so every writer waits before it
-returns. Paths are made absolute because orbax requires it.
+never replaces the last good checkpoint; a save that fails (a full disk) removes its temporary
+folder at once. Saves are asynchronous, so every writer waits before it returns. Paths are made
+absolute because orbax requires it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from bitnet import faults, workdir_lock
 from bitnet.errors import CheckpointError  # defined with the other user errors; still importable from here
 
 
-def _manager(path: str, best: bool = False) -> ocp.CheckpointManager:
+def _manager(path: str, best: bool = False, fault_point: str | None = None) -> ocp.CheckpointManager:
+    """orbax's manager of one checkpoint folder; `fault_point`: the faults point its background save reaches
+    once the files are written and before they are renamed into place (test-only; nothing unless armed)."""
+    path = os.path.abspath(path)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=1,
         best_fn=(lambda metrics: metrics["val_error"]) if best else None,
         best_mode="min",
         create=True,
+        async_options=ocp.AsyncOptions(post_finalization_callback=faults.hook(fault_point, path) if fault_point else None),
     )
-    return ocp.CheckpointManager(os.path.abspath(path), options=options)
+    return ocp.CheckpointManager(path, options=options)
 
 
 def stage_dir(workdir: str, stage: str, which: str) -> str:
@@ -47,12 +54,26 @@ def save_stage(
     step = int(meta["step"])
     targets = ([("best", True)] if is_best else []) + ([("latest", False)] if latest else [])
     for which, best in targets:
-        with _manager(stage_dir(workdir, stage, which), best) as manager:
+        if which == "latest" and is_best:
+            faults.point("between_best_and_latest")  # test-only
+        path = stage_dir(workdir, stage, which)
+        with _removing_a_failed_save(path), _manager(path, best, "checkpoint_written") as manager:
             if step in manager.all_steps():
                 continue  # already saved (a resumed run reaching the same step): orbax never overwrites
             args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
             manager.save(step, args=args, metrics={"val_error": float(val_error)} if best else None)
             manager.wait_until_finished()
+
+
+@contextlib.contextmanager
+def _removing_a_failed_save(path: str) -> Iterator[None]:
+    """If the save in the block fails (a full disk), remove its unfinished folder: it would hold the space the
+    error asks to free. Outside the manager's block, which waits for orbax's background write when it closes."""
+    try:
+        yield
+    except Exception:
+        workdir_lock.remove_unfinished_saves(path)
+        raise
 
 
 def _restore(workdir: str, stage: str, which: str, abstract: Any, args: Any, partial: bool = False) -> Any:
@@ -156,7 +177,7 @@ def restore_best_variables(workdir: str, stage: str, like_variables: dict) -> di
 def save_binarized(workdir: str, arrays: dict, meta: dict) -> None:
     """Store the final binarized model (packed words + meta) once; a rerun keeps the first."""
     path = os.path.join(os.path.abspath(workdir), "checkpoints", "binarized")
-    with _manager(path) as manager:
+    with _removing_a_failed_save(path), _manager(path, fault_point="binarized_written") as manager:
         if manager.latest_step() is not None:
             return
         args = ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import binarized, configuration, data, encodings, export, inference, loop, plan, provenance, steps, workdir_lock
+from bitnet import binarized, configuration, data, encodings, export, faults, inference, loop, plan, provenance, steps, workdir_lock
 from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 
@@ -80,6 +80,7 @@ def evaluate_workdir(workdir: str) -> dict:
     path = os.path.join(workdir, "eval.json")
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)
+        faults.point("eval_json_written", path + ".tmp")  # test-only
     os.replace(path + ".tmp", path)
     logging.info("evaluation of %s: %s", workdir, results)
     return results

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bitnet import thresholds
+from bitnet import faults, thresholds
 from bitnet.errors import ExportError  # defined with the other user errors; still importable from here
 
 FORMAT = "bitnet-packed-v1"
@@ -79,6 +79,7 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict
     layers = {key: arrays[key] for key in layer_keys(len(meta["layer_sizes"]), fmt)}
     tmp = f"{os.fspath(path)}.tmp.npz"
     np.savez(tmp, format=np.array(fmt), meta=np.array(json.dumps(meta)), **layers)
+    faults.point("npz_written", tmp)  # test-only
     os.replace(tmp, path)  # never leave a half-written model under the final name
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import configuration, data, group, loop, plan, preemption, provenance, steps, train, workdir_lock
+from bitnet import configuration, data, faults, group, loop, plan, preemption, provenance, steps, train, workdir_lock
 from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.loop import Dataset
 from bitnet.metrics import MetricWriter
@@ -143,6 +143,8 @@ def run_group_stage(
             stacked = chunk(stacked, values, active_mask, inputs, labels, orders, low - (epoch - 1) * steps_per_epoch, count, stacked_keys)
             low = int(stacked["step"][active.index(True)])  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
+            if low == epoch * steps_per_epoch:
+                faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
             if low < epoch * steps_per_epoch and preemption.requested():
                 gathered = group.gather(stacked, size, mesh)
                 for run in range(size):
@@ -161,7 +163,10 @@ def run_group_stage(
                 with _stopping(results, run):
                     per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
         stacked = group.spread(group.stack(per_run), mesh)
-        if preemption.requested():
+        if preemption.requested():  # it may have come after a run's epoch end chose not to save its latest state
+            for run in range(size):
+                if active[run] and results[run] is None:
+                    loop.save_stopped(stages[run], workdirs[run], per_run[run], epoch + 1, best[run])  # (nothing to do if it did)
             raise loop.preempted(workdirs[0], stage, low)
     return [result if result is not None else loop.best_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from bitnet import checkpoints, data, encodings, preemption, steps
+from bitnet import checkpoints, data, encodings, faults, preemption, steps
 from bitnet.errors import TrainingError
 from bitnet.metrics import MetricWriter
 from bitnet.plan import Stage
@@ -100,13 +100,16 @@ def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict
             state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
             row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
+            if row == steps_per_epoch:
+                faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
             if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
                 save_stopped(stage, workdir, state, epoch, best_error)
                 raise preempted(workdir, stage, int(state["step"]))
             if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
                 logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
         state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
-        if preemption.requested():
+        if preemption.requested():  # it may have come after the epoch's end chose not to save the latest state
+            save_stopped(stage, workdir, state, epoch + 1, best_error)  # (nothing to do if it did)
             raise preempted(workdir, stage, int(state["step"]))
     return best_variables(stage, workdir, dataset.input_size)
 
@@ -124,7 +127,8 @@ def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWr
 
 
 def save_stopped(stage: Stage, workdir: str, state: steps.TrainState, epoch: int, best_error: float) -> None:
-    """Save a state stopped mid-epoch as latest; TrainingError instead if its loss was not finite."""
+    """Save a state stopped in `epoch` (mid-epoch, or before its first step) as latest, unless it is already;
+    TrainingError instead if its loss was not finite."""
     _check_finite(workdir, stage, epoch, jax.device_get(state["totals"]))  # never save a diverged state
     meta = {"epoch": epoch - 1, "step": int(state["step"]), "best_val_error": _json_error(best_error)}
     checkpoints.save_stage(workdir, stage.name, state, meta, None, is_best=False)

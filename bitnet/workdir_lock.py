@@ -7,7 +7,8 @@ itself only records who holds it (pid, host, start time) for the message a secon
 While the lock is held nobody else writes in the workdir, so temporary files left by an
 interrupted write (`*.tmp`, `*.tmp.npz`) are removed when the lock is taken and released, and
 orbax's temporary folders of unfinished saves (`*.orbax-checkpoint-tmp*`, never read back) when
-it is taken (not on release: an asynchronous save may still be finishing then).
+it is taken (not on release: an asynchronous save may still be finishing then; a save that fails
+removes its own at once, bitnet.checkpoints).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bitnet.errors import WorkdirError  # noqa: F401  (importable from here, as 
 
 LOCK_NAME = "lock"
 TEMPORARY_PATTERNS = ("*.tmp", "*.tmp.npz")
-UNFINISHED_SAVES = os.path.join("checkpoints", "**", "*.orbax-checkpoint-tmp*")
+UNFINISHED_SAVE = "*.orbax-checkpoint-tmp*"  # orbax's temporary folder of a save, renamed into place once complete
 DISK_ERRNOS = {
     errno.ENOSPC: "no space left on the disk",
     errno.EDQUOT: "the disk quota is exceeded",
@@ -55,8 +56,14 @@ def _remove_temporaries(workdir: str, unfinished_saves: bool = False) -> None:
             with contextlib.suppress(OSError):
                 os.remove(path)
     if unfinished_saves:
-        for path in sorted(glob.glob(os.path.join(glob.escape(workdir), UNFINISHED_SAVES), recursive=True)):
-            shutil.rmtree(path, ignore_errors=True)  # a nested match is gone with its parent already
+        remove_unfinished_saves(os.path.join(workdir, "checkpoints"))
+
+
+def remove_unfinished_saves(folder: str) -> None:
+    """Remove orbax's temporary folders of unfinished saves under `folder` (never read back). Only while no save
+    there is still running: the workdir's lock just taken, or the manager of a failed save closed."""
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "**", UNFINISHED_SAVE), recursive=True)):
+        shutil.rmtree(path, ignore_errors=True)  # a nested match is gone with its parent already
 
 
 def _lock(path: str) -> int:

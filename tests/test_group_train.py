@@ -1,5 +1,6 @@
 """The group pipeline (bitnet.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
 
+import collections
 import itertools
 import os
 import shutil
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from bitnet import binarized, evaluate, export, group_train, loop, preemption, provenance, train
+from bitnet import binarized, evaluate, export, faults, group_train, loop, preemption, provenance, train
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
 pytestmark = pytest.mark.slow  # end-to-end group runs: the full tier (./launch.sh test --full)
@@ -121,6 +122,30 @@ def test_a_stopped_group_resumes_to_the_same_models(synthetic, grouped, tmp_path
     assert len(steps_saved) == 1 and int(steps_saved.pop()) % 12  # both at one step, mid-epoch (12 steps per epoch)
     monkeypatch.undo()
     assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    for resumed, uninterrupted in zip(workdirs, grouped):
+        assert alone_lines(resumed) == alone_lines(uninterrupted)
+        assert_same_models(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("fault", ["epoch_last_step:term:1", "checkpoint_written:term:1"])
+def test_a_group_stopped_at_an_epoch_end_saves_every_latest(synthetic, grouped, tmp_path, monkeypatch, fault):
+    """The latest state due every 2 epochs; SIGTERM (forced by bitnet.faults) on epoch 1's last step, or while the first
+    run writes its first best checkpoint (its epoch end had chosen not to save the latest): every run finishes epoch 1
+    and saves its latest state before the group stops; the same call then ends as an uninterrupted group."""
+    workdirs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
+    configs = seeds(*synthetic)
+    for config in configs:
+        config.stage1.checkpoint_every_epochs = 2
+    monkeypatch.setattr(faults, "_armed", faults.parse(fault))
+    monkeypatch.setattr(faults, "_reached", collections.Counter())
+    with pytest.raises(preemption.Preempted, match="stopped by SIGTERM in stage compressed") as stopped:
+        group_train.train_group(configs, workdirs)
+    for workdir in workdirs:
+        [line] = metric_lines(workdir)  # epoch 1's
+        assert f" at step {line['step']};" in str(stopped.value)
+        assert os.listdir(os.path.join(workdir, "checkpoints", "compressed", "latest")) == [str(line["step"])]
+    monkeypatch.undo()
+    assert group_train.train_group(configs, workdirs) == [None, None]
     for resumed, uninterrupted in zip(workdirs, grouped):
         assert alone_lines(resumed) == alone_lines(uninterrupted)
         assert_same_models(resumed, uninterrupted)
