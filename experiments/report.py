@@ -2,6 +2,7 @@
 
     python -m experiments.report --root workdirs/sweep_table1 --out results   # publish a sweep
     python -m experiments.report --tables                                    # README/RESULTS tables
+    python -m experiments.report --tuning workdirs/sweep_screen_2bit         # a tuning screen (validation only)
 
 --root writes OUT/<sweep>.md (the table of experiments.sweep), OUT/<sweep>_curves.png (validation
 error per epoch, every run), copies each run's bitwise.npz to OUT/<sweep>/<run>.npz and records
@@ -10,6 +11,8 @@ from the workdir, which tests/test_results.py re-checks on the real test split. 
 name already published from other hardware is kept: the new one is keyed <sweep>/<run>@<hardware>.
 --tables rewrites the `<!-- table:NAME -->` blocks of README.md and RESULTS.md from
 results/results.json (experiments/tables.py), pooled by config and hardware.
+--tuning publishes a tuning screen (trained with `experiments.sweep --noevaluate`): each run's
+config.json and metrics.jsonl to OUT/tuning/<sweep>/<run>/, the source of RESULTS.md's tuning log.
 """
 
 import json
@@ -29,6 +32,7 @@ PUBLISHED_KEYS = (
 
 _ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>) to publish.")
 _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
+_TUNING = flags.DEFINE_string("tuning", None, "A tuning screen's folder (workdirs/<sweep>, trained with --noevaluate) to publish to results/tuning.")
 _TABLES = flags.DEFINE_bool("tables", False, "Regenerate the tables of README.md and RESULTS.md from results/results.json.")
 
 
@@ -103,12 +107,33 @@ def publish(root: str, out: str) -> None:
     print(open(os.path.join(out, f"{sweep_name}.md")).read())
 
 
+TUNING_FILES = ("config.json", "metrics.jsonl")  # what a screen's table and its exact configs need; no model, no test error
+
+
+def publish_tuning(root: str, out: str) -> None:
+    """Copy each run's config.json and metrics.jsonl of a tuning screen to OUT/tuning/<sweep>/<run>/ (tables.py
+    renders its `tuning:<sweep>` block from them); a screen never has a test error to publish."""
+    sweep_name = os.path.basename(root)
+    names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "metrics.jsonl")))
+    if not names:
+        cli.fail(f"--tuning={root}: no run with metrics.jsonl in it; pass the workdir root of a trained screen (workdirs/<sweep>)")
+    for name in names:
+        if os.path.exists(os.path.join(root, name, "eval.json")):
+            print(f"note: {name} was evaluated on the test split; its test error is not published with the screen")
+        os.makedirs(os.path.join(out, "tuning", sweep_name, name), exist_ok=True)
+        for file_name in TUNING_FILES:
+            shutil.copyfile(os.path.join(root, name, file_name), os.path.join(out, "tuning", sweep_name, name, file_name))
+    print(sweep.validation_table(root, names))
+
+
 def main(argv):
     del argv
-    if not (_ROOT.value or _TABLES.value):
-        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep) and/or --tables (regenerate the tables)")
+    if not (_ROOT.value or _TABLES.value or _TUNING.value):
+        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep), --tuning SCREEN_FOLDER and/or --tables (regenerate the tables)")
     if _ROOT.value:
         publish(_ROOT.value.rstrip("/"), _OUT.value)
+    if _TUNING.value:
+        publish_tuning(_TUNING.value.rstrip("/"), _OUT.value)
     if _TABLES.value:
         try:
             tables.write_documents()

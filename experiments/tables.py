@@ -1,7 +1,8 @@
-"""The published tables of README.md and RESULTS.md, made from results/results.json only.
+"""The published tables of README.md and RESULTS.md, made from results/results.json and results/tuning.
 
 `python -m experiments.report --tables` rewrites every `<!-- table:NAME -->` block of both files
-from the registry; `tests/test_results.py` checks that the committed files equal what this
+from the registry (and each `tuning:<sweep>` block from the validation metrics of a published
+tuning screen, results/tuning/<sweep>/<run>/metrics.jsonl); `tests/test_results.py` checks that the committed files equal what this
 produces, so a table cannot drift from the registry or leave a run out.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import os
 
-from bitnet import registry
+from bitnet import registry, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGISTRY = os.path.join(REPO, "results", "results.json")
+TUNING = os.path.join(REPO, "results", "tuning")  # tuning screens (validation only), as experiments.report --tuning publishes them
 DOCUMENTS = ("README.md", "RESULTS.md")
 
 TABLE1_COLUMNS = {
@@ -43,9 +45,19 @@ def render(entries: dict[str, registry.Entry]) -> dict[str, str]:
     }
     for sweep_name in SWEEPS:
         tables[f"runs:{sweep_name}"] = registry.runs_table(entry for entry in values if entry["sweep"] == sweep_name)
+    tables.update(tuning_tables())
     unlisted = sorted({entry["sweep"] for entry in values} - set(SWEEPS))
     if unlisted:
         raise ValueError(f"results.json has runs of sweeps {unlisted} that no table lists; add them to experiments/tables.py SWEEPS")
+    return tables
+
+
+def tuning_tables(folder: str = TUNING) -> dict[str, str]:
+    """tuning:<sweep> for every published screen: each run's validation errors per stage, in its sweep file's order."""
+    tables = {}
+    for sweep_name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        names = [run.name for run in sweep.expand(sweep.load_sweep(os.path.join(REPO, "configs", f"{sweep_name}.py")).runs)]
+        tables[f"tuning:{sweep_name}"] = sweep.validation_table(os.path.join(folder, sweep_name), names).rstrip("\n")
     return tables
 
 

@@ -62,3 +62,15 @@ def test_published_tables_are_generated_from_the_registry_and_leave_no_run_out()
     assert "<!-- table:pools -->" in results_md
     for entry in entries.values():  # every run has its row in its sweep's table
         assert f"| {entry['run']} | {registry.short_hardware(entry['hardware'])} |" in results_md
+
+
+def test_every_published_tuning_screen_has_its_table_in_results_md():
+    """The tuning log: each screen under results/tuning is shown (and, by the test above, shown as its metrics say),
+    every run of its sweep file trained."""
+    with open(os.path.join(REPO, "RESULTS.md")) as file:
+        results_md = file.read()
+    screens = tables.tuning_tables()
+    assert screens, "no tuning screen is published under results/tuning"
+    for block, table in screens.items():
+        assert f"<!-- table:{block} -->" in results_md, f"RESULTS.md lacks the tuning log block {block}"
+        assert "not trained" not in table, f"{block}: a run of the screen has no metrics"

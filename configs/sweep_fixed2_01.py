@@ -1,0 +1,23 @@
+"""Sweep (issue #13 section 2): Table 1's 2-bit cell with the code's bits as 0/1 inputs (`fixed2_01`).
+
+    ./launch.sh sweep configs/sweep_fixed2_01.py
+
+The paper protocol (configs/default.py, 60 + 40 epochs; the float net 60 epochs) with
+`encoding=fixed2_01`, chosen on validation by configs/sweep_screen_2bit.py (the same bits as +-1
+inputs, the Table 1 cell `fixed2`, lost 0.5 points more from stage 1 to stage 2 there).
+Three bitwise seeds and the float net of seed 0.
+Expect: see RESULTS.md. Cost: ~20 min per bitwise run, ~10 min for the float run (2-core CPU).
+"""
+
+import ml_collections
+
+SEEDS = (0, 1, 2)
+
+
+def get_config() -> ml_collections.ConfigDict:
+    sweep = ml_collections.ConfigDict()
+    sweep.base = "configs/default.py"
+    sweep.runs = tuple(f"name=fixed2_01-bitwise-seed{seed},encoding=fixed2_01,seed={seed}" for seed in SEEDS) + (
+        "name=fixed2_01-float-seed0,encoding=fixed2_01,run_kind=float,seed=0",
+    )
+    return sweep
