@@ -1,7 +1,6 @@
 """Threshold neurons: batch norm and sign folded exactly into (s, T); the model evaluates its hidden layers by them."""
 
 import itertools
-import os
 from fractions import Fraction
 
 import jax
@@ -9,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import binarized, data, encodings, evaluate, export, inference, models, packing, plan, thresholds
+from bitnet import binarized, encodings, evaluate, export, inference, models, packing, plan, thresholds
 from configs import smoke
+from tests.test_results import test_split  # noqa: F401  (a fixture: the real MNIST test images)
 
 N_IN = 12
 
@@ -140,12 +140,9 @@ def test_every_input_of_a_small_net_agrees_on_all_three_paths(bit_values):
 
 
 @pytest.fixture(scope="module")
-def mnist_test_images():
-    folder = os.environ.get("BITNET_MNIST_DIR")
-    if not folder:
-        pytest.skip("set BITNET_MNIST_DIR to the real MNIST folder")
-    arrays = data.read_idx_folder(folder)
-    return arrays["test_images"].reshape(len(arrays["test_images"]), -1)
+def mnist_test_images(test_split):
+    images, _ = test_split
+    return images
 
 
 def statistics_of(model, variables, inputs, rng):
