@@ -202,6 +202,12 @@ def results_table(root: str, names: list[str]) -> str:
     for name in names:
         record = run_record(os.path.join(root, name), os.path.basename(os.path.abspath(root)), name)
         (missing.append(name) if record is None else records.append(record))
+    return records_table(records, missing)
+
+
+def records_table(records: list[dict], missing: list[str] = ()) -> str:
+    """results_table's markdown from run records or registry entries (a published sweep's table lists every
+    published run of it, also those whose workdirs are gone), then a row for each run without eval.json."""
     lines = [registry.runs_table(records)]
     lines += [f"| {name} | missing eval.json |" + " |" * 12 for name in missing]
     lines += ["", "Pooled by config (but the seed) and hardware:", "", registry.pools_table(records)]

@@ -4,11 +4,14 @@
     python -m experiments.report --tables                                    # README/RESULTS tables
     python -m experiments.report --tuning workdirs/sweep_screen_2bit         # a tuning screen (validation only)
 
---root writes OUT/<sweep>.md (the table of experiments.sweep), OUT/<sweep>_curves.png (validation
-error per epoch, every run), copies each run's bitwise.npz to OUT/<sweep>/<run>.npz and records
-the run in OUT/results.json (`bitnet.registry`): errors, config, hardware and provenance read
-from the workdir, which tests/test_results.py re-checks on the real test split. A run of the same
-name already published from other hardware is kept: the new one is keyed <sweep>/<run>@<hardware>.
+--root copies each finished run's bitwise.npz and metrics.jsonl to OUT/<sweep>/<run>.npz and
+.metrics.jsonl and records the run in OUT/results.json (`bitnet.registry`): errors, config, hardware
+and provenance read from the workdir, which tests/test_results.py re-checks on the real test split.
+Then it writes OUT/<sweep>.md (the table of experiments.sweep) and OUT/<sweep>_curves.png
+(validation error per epoch) from every published run of the sweep, so a sweep can be published
+in parts (seeds trained on different days, in different workdir roots) without losing a run.
+A run of the same name already published from other hardware is kept: the new one is keyed
+<sweep>/<run>@<hardware>.
 --tables rewrites the `<!-- table:NAME -->` blocks of README.md and RESULTS.md from
 results/results.json (experiments/tables.py), pooled by config and hardware.
 --tuning publishes a tuning screen (trained with `experiments.sweep --noevaluate`): each run's
@@ -22,7 +25,6 @@ import shutil
 from absl import app, flags
 
 from bitnet import provenance, sweep
-from bitnet.metrics import read_metrics
 from experiments import cli, tables
 
 PUBLISHED_KEYS = (
@@ -44,7 +46,8 @@ def require_matplotlib() -> None:
         cli.fail('experiments.report draws learning curves with matplotlib, which is not installed; pip install -e ".[plots]"')
 
 
-def _plot(root: str, names: list[str], path: str) -> None:
+def _plot(curves: dict[str, list[dict]], path: str) -> None:
+    """Validation error per epoch of each stage, one line per run (label -> its metrics lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,10 +56,10 @@ def _plot(root: str, names: list[str], path: str) -> None:
     stages = ("float", "compressed", "bitwise")
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for axis, stage in zip(axes, stages):
-        for name in names:
-            lines = [m for m in read_metrics(os.path.join(root, name)) if m["stage"] == stage and m["val_error"] is not None]
+        for label, metrics in curves.items():
+            lines = [m for m in metrics if m["stage"] == stage and m["val_error"] is not None]
             if lines:
-                axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=name)
+                axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=label)
         axis.set_title({"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}[stage])
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
@@ -77,34 +80,58 @@ def registry_key(index: dict, sweep_name: str, name: str, hardware: str) -> str:
 
 
 def publish(root: str, out: str) -> None:
+    """Publish ROOT's finished runs (registry entries, models, metrics), then redraw the sweep's table and curves
+    from everything published of it, so a sweep published in parts (seeds on different days) keeps every run."""
     require_matplotlib()
+    sweep_name = os.path.basename(root)
+    index, missing = publish_runs(root, out)
+    entries = {key: entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name}
+    curves = {}
+    for key, entry in entries.items():
+        if "metrics" in entry:
+            with open(os.path.join(out, entry["metrics"])) as file:
+                curves[key.split("/", 1)[1]] = [json.loads(line) for line in file]
+    _plot(curves, os.path.join(out, f"{sweep_name}_curves.png"))
+    print(open(os.path.join(out, f"{sweep_name}.md")).read())
+    unplotted = [entry["run"] for entry in entries.values() if "metrics" not in entry]
+    if unplotted:
+        print(f"note: no published metrics for {', '.join(unplotted)} (published before metrics were); not in the curves")
+
+
+def publish_runs(root: str, out: str) -> tuple[dict, list[str]]:
+    """Record each finished run of ROOT in OUT/results.json with copies of its bitwise.npz and metrics.jsonl
+    (OUT/<sweep>/<run>.npz, .metrics.jsonl) and write OUT/<sweep>.md from every published run of the sweep.
+    Returns the registry and the runs of ROOT without eval.json."""
     sweep_name = os.path.basename(root)
     names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "config.json")))
     os.makedirs(os.path.join(out, sweep_name), exist_ok=True)
-    with open(os.path.join(out, f"{sweep_name}.md"), "w") as file:
-        file.write(sweep.results_table(root, names))
-    _plot(root, names, os.path.join(out, f"{sweep_name}_curves.png"))
     index_path = os.path.join(out, "results.json")
     index = json.load(open(index_path)) if os.path.exists(index_path) else {}
+    missing = []
     for name in names:
         workdir = os.path.join(root, name)
         record = sweep.run_record(workdir, sweep_name, name)
         if record is None:
+            missing.append(name)
             continue
         if record["hardware"] in (provenance.UNKNOWN, provenance.MIXED):
             print(f"note: {name} trained on {record['hardware']} hardware; it is its own pool")
         key = registry_key(index, sweep_name, name, record["hardware"])
         entry = {field: record[field] for field in (*PUBLISHED_KEYS, *sweep.ERROR_KEYS) if record.get(field) is not None}
         entry["train_seconds"] = round(record["train_seconds"])
-        if os.path.exists(os.path.join(workdir, "bitwise.npz")):
-            target = os.path.join(out, f"{key}.npz")
-            shutil.copyfile(os.path.join(workdir, "bitwise.npz"), target)
-            entry["npz"] = os.path.relpath(target, out)
+        for file_name, suffix, field in (("bitwise.npz", ".npz", "npz"), ("metrics.jsonl", ".metrics.jsonl", "metrics")):
+            if os.path.exists(os.path.join(workdir, file_name)):
+                target = os.path.join(out, f"{key}{suffix}")
+                shutil.copyfile(os.path.join(workdir, file_name), target)
+                entry[field] = os.path.relpath(target, out)
         index[key] = entry
     with open(index_path, "w") as file:
         json.dump(index, file, indent=2, sort_keys=True)
         file.write("\n")
-    print(open(os.path.join(out, f"{sweep_name}.md")).read())
+    published = [entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name]
+    with open(os.path.join(out, f"{sweep_name}.md"), "w") as file:
+        file.write(sweep.records_table(published, missing))
+    return index, missing
 
 
 TUNING_FILES = ("config.json", "metrics.jsonl")  # what a screen's table and its exact configs need; no model, no test error

@@ -49,6 +49,11 @@ def test_registry_entries_are_complete():
         assert entry["data"]["name"] == entry["config"]["data"]["name"] and len(entry["data"]["checksums"]) == 4, name
         assert entry["provenance"]["commits"] and entry["config"]["seed"] == entry["seed"], name
         assert registry.flat_config(entry["config"]).keys().isdisjoint(registry.PATH_FIELDS), name
+        if "metrics" in entry:  # the published learning curve is the run's: its last stage selected best_val_error
+            with open(os.path.join(RESULTS, entry["metrics"])) as file:
+                metrics = [json.loads(line) for line in file]
+            last_stage = [line["val_error"] for line in metrics if line["stage"] == metrics[-1]["stage"] and line["val_error"] is not None]
+            assert min(last_stage) == entry["best_val_error"], name
 
 
 def test_published_tables_are_generated_from_the_registry_and_leave_no_run_out():

@@ -135,3 +135,28 @@ def test_validation_table_lists_each_stages_validation_errors_and_untrained_runs
     assert "| a | compressed | 3 | 4.00 % | 4.50 % | 3.0 min |" in table
     assert "| a | bitwise | 2 | 6.00 % | 6.00 % | 1.0 min |" in table  # an epoch without validation is skipped
     assert "| b | not trained |" in table
+
+
+def test_a_sweep_published_in_parts_keeps_every_run_its_metrics_and_its_pool(tmp_path):
+    """Seeds published from two workdir roots on different days: the sweep's table lists both, the registry and
+    the metrics copies keep the first after its workdir is gone, and the pool has both seeds."""
+    from experiments import report
+
+    out = str(tmp_path / "results")
+    first, second = str(tmp_path / "day1" / "sweep_x"), str(tmp_path / "day2" / "sweep_x")
+    cpu = [_segment("AMD EPYC")]
+    _write_run(first, "bipolar-seed0", 0, 0.02, segments=cpu)
+    report.publish_runs(first, out)
+    os.rename(first, first + "-removed")
+    _write_run(second, "bipolar-seed1", 1, 0.04, segments=cpu)
+    os.makedirs(os.path.join(second, "unfinished"))
+    open(os.path.join(second, "unfinished", "config.json"), "w").write("{}")
+    index, missing = report.publish_runs(second, out)
+    assert sorted(index) == ["sweep_x/bipolar-seed0", "sweep_x/bipolar-seed1"] and missing == ["unfinished"]
+    with open(os.path.join(out, "sweep_x.md")) as file:
+        table = file.read()
+    assert "| bipolar-seed0 | CPU (AMD EPYC) |" in table and "| bipolar-seed1 | CPU (AMD EPYC) |" in table
+    assert "3.00 +- 1.41 % (seeds 0, 1: 2.00, 4.00)" in table and "| unfinished | missing eval.json |" in table
+    for seed in (0, 1):
+        with open(os.path.join(out, index[f"sweep_x/bipolar-seed{seed}"]["metrics"])) as file:
+            assert [json.loads(line)["val_error"] for line in file] == [0.05, 0.03]
