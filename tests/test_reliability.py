@@ -274,7 +274,10 @@ def test_damaged_latest_checkpoint(env, reference, tmp_path):
     workdir = tmp_path / "damaged"
     shutil.copytree(reference, workdir)
     step = saved_steps(workdir, "bitwise")[-1]
-    for path in Path(workdir, "checkpoints", "bitwise", "latest", str(step), "state").rglob("ocdbt.process_0/d/*"):
+    state = Path(workdir, "checkpoints", "bitwise", "latest", str(step), "state")
+    data_files = [path for path in state.rglob("*") if path.is_file() and path.parent.name == "d"]
+    assert data_files, f"no OCDBT data file under {state}: {sorted(str(p.relative_to(state)) for p in state.rglob('*'))}"
+    for path in data_files:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a full disk
     result = run(env, train_args(env, workdir))
     assert_one_line_error(result, f"checkpoint {checkpoints.stage_dir(str(workdir), 'bitwise', 'latest')}/{step}", "damaged")
