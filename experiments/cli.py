@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import threading
+import traceback
 from typing import Callable, Iterator, NoReturn, TypeVar
 
 from absl import flags, logging
@@ -49,6 +50,28 @@ def _flag_value(argv: list[str], name: str) -> str | None:
     return None
 
 
+def _config_file_flags(argv: list[str]) -> Iterator[tuple[str, str]]:
+    """(flag name, file name) of each config-file flag (--config, --sweep) given on the command line."""
+    for name in flags.FLAGS:
+        filename = _flag_value(argv, name)
+        if hasattr(type(flags.FLAGS[name]), "config_filename") and filename is not None:
+            yield name, filename
+
+
+def _config_code_error(error: Exception, argv: list[str]) -> str | None:
+    """The message for a config file whose own code fails (a syntax error, an exception in get_config()):
+    the flag, the error and its line in that file; None if the error did not come from a config file."""
+    files = {os.path.abspath(filename.split(":", 1)[0]): f"--{name}={filename}" for name, filename in _config_file_flags(argv)}
+    if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) in files:
+        flag, line, text = files[os.path.abspath(error.filename)], error.lineno, error.msg
+    else:
+        frames = [(frame, line) for frame, line in traceback.walk_tb(error.__traceback__) if os.path.abspath(frame.f_code.co_filename) in files]
+        if not frames:
+            return None
+        flag, line, text = files[os.path.abspath(frames[-1][0].f_code.co_filename)], frames[-1][1], str(error)
+    return f"{flag}: {type(error).__name__} at line {line} of the config file: {' '.join(text.split())}; fix the file"
+
+
 def _config_file_errors(argv: list[str]) -> list[str]:
     """Messages for config-file flags (--config, --sweep) whose file could not be loaded.
 
@@ -56,11 +79,8 @@ def _config_file_errors(argv: list[str]) -> list[str]:
     tracebacks; checking right after parsing names the file instead.
     """
     messages = []
-    for name in flags.FLAGS:
+    for name, filename in _config_file_flags(argv):
         flag = flags.FLAGS[name]
-        filename = _flag_value(argv, name)
-        if not hasattr(type(flag), "config_filename") or filename is None:
-            continue
         example = "configs/sweep_table1.py" if name == "sweep" else "configs/default.py"
         if not os.path.isfile(filename.split(":", 1)[0]):
             messages.append(f"--{name}={filename}: no such file; pass a config file such as {example}")
@@ -87,6 +107,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     except flags.Error as error:  # a value of the wrong type, a missing required flag
         problems = _config_file_errors(argv)
         fail(problems[0] if problems else f"{' '.join(str(error).split()).rstrip('.')}; pass --helpshort to see the flags")
+    except Exception as error:  # the config file's own code failed: a syntax error, an exception in get_config()
+        message = _config_code_error(error, argv)
+        if message is None:
+            raise
+        fail(message)
     problems = _config_file_errors(argv)
     if problems:
         fail(problems[0])
