@@ -1,0 +1,17 @@
+"""Sweep (issue #14 section 3): three seeds of configs/binary_bn.py, the fully binary threshold-neuron net.
+
+    ./launch.sh sweep configs/sweep_binary_bn.py
+
+Cost: ~30 min per run on the 2-core CPU.
+"""
+
+import ml_collections
+
+SEEDS = (0, 1, 2)
+
+
+def get_config() -> ml_collections.ConfigDict:
+    sweep = ml_collections.ConfigDict()
+    sweep.base = "configs/binary_bn.py"
+    sweep.runs = tuple(f"name=binary_bn-seed{seed},seed={seed}" for seed in SEEDS)
+    return sweep
