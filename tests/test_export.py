@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bitnet import encodings, export, inference, models
+from tests import bad_inputs
 
 
 @pytest.fixture
@@ -116,19 +117,21 @@ def test_v2_round_trip(saved_v2):
     np.testing.assert_array_equal(inference.packed_predict(restored, inputs), inference.packed_predict(packed, inputs))
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"s0": np.full(40, 2, np.int8)}, "s0 holds 2, but threshold signs must be -1 or \\+1"),
-        ({"t1": np.full(24, 42, np.int32)}, r"t1 holds 42, outside \[-n_in, n_in \+ 1\] = \[-40, 41\]"),
-        ({"t1": np.zeros(24, np.int16)}, r"t1 is int16\[24\], expected int32\[24\]"),
-        ({"s1": None}, "missing array 's1'"),
-        ({"t0": None}, "format tag is 'bitnet-packed-v2', but its arrays are 'bitnet-packed-v1''s"),
-        ({"format": np.array("bitnet-packed-v1")}, "format tag is 'bitnet-packed-v1', but its arrays are 'bitnet-packed-v2''s"),
-    ],
-)
-def test_damaged_v2_files_give_clear_errors(saved_v2, changes, message):
+V2_DAMAGE = {  # how each case of bad_inputs.NPZ_V2 damages saved_v2's model
+    "threshold sign out of range": {"s0": np.full(40, 2, np.int8)},
+    "threshold out of range": {"t1": np.full(24, 42, np.int32)},
+    "threshold dtype": {"t1": np.zeros(24, np.int16)},
+    "missing sign": {"s1": None},
+    "v2 tag, v1 arrays": {"t0": None},
+    "v1 tag, v2 arrays": {"format": np.array("bitnet-packed-v1")},
+}
+
+
+@pytest.mark.parametrize("case", bad_inputs.NPZ_V2, ids=lambda case: case.id)
+def test_damaged_v2_files_give_clear_errors(saved_v2, case):
+    """Each damaged v2 file of README's bad-input table gets exactly its line."""
     path = saved_v2[0]
-    _rewrite(path, **changes)
-    with pytest.raises(export.ExportError, match=message):
+    _rewrite(path, **V2_DAMAGE[case.id])
+    with pytest.raises(export.ExportError) as error:
         export.load_npz(path)
+    assert str(error.value) == case.error.format(model=path)
