@@ -26,7 +26,11 @@ def _parse(line: str) -> Metrics | None:
 
 def read_metrics(workdir: str) -> list[Metrics]:
     """The complete lines of WORKDIR/metrics.jsonl ([] before the first epoch)."""
-    path = os.path.join(workdir, FILENAME)
+    return read_metrics_file(os.path.join(workdir, FILENAME))
+
+
+def read_metrics_file(path: str) -> list[Metrics]:
+    """The complete lines of a metrics file: a workdir's, or a published copy (results/<sweep>/<run>.metrics.jsonl)."""
     if not os.path.exists(path):
         return []
     with open(path) as file:

@@ -25,6 +25,7 @@ import shutil
 from absl import app, flags
 
 from bitnet import provenance, sweep
+from bitnet.metrics import read_metrics_file
 from experiments import cli, tables
 
 PUBLISHED_KEYS = (
@@ -84,13 +85,8 @@ def publish(root: str, out: str) -> None:
     from everything published of it, so a sweep published in parts (seeds on different days) keeps every run."""
     require_matplotlib()
     sweep_name = os.path.basename(root)
-    index, missing = publish_runs(root, out)
-    entries = {key: entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name}
-    curves = {}
-    for key, entry in entries.items():
-        if "metrics" in entry:
-            with open(os.path.join(out, entry["metrics"])) as file:
-                curves[key.split("/", 1)[1]] = [json.loads(line) for line in file]
+    entries, _ = publish_runs(root, out)
+    curves = {key.split("/", 1)[1]: read_metrics_file(os.path.join(out, entry["metrics"])) for key, entry in entries.items() if "metrics" in entry}
     _plot(curves, os.path.join(out, f"{sweep_name}_curves.png"))
     print(open(os.path.join(out, f"{sweep_name}.md")).read())
     unplotted = [entry["run"] for entry in entries.values() if "metrics" not in entry]
@@ -101,7 +97,7 @@ def publish(root: str, out: str) -> None:
 def publish_runs(root: str, out: str) -> tuple[dict, list[str]]:
     """Record each finished run of ROOT in OUT/results.json with copies of its bitwise.npz and metrics.jsonl
     (OUT/<sweep>/<run>.npz, .metrics.jsonl) and write OUT/<sweep>.md from every published run of the sweep.
-    Returns the registry and the runs of ROOT without eval.json."""
+    Returns every published run of the sweep (registry key -> entry) and the runs of ROOT without eval.json."""
     sweep_name = os.path.basename(root)
     names = sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, "config.json")))
     os.makedirs(os.path.join(out, sweep_name), exist_ok=True)
@@ -128,10 +124,10 @@ def publish_runs(root: str, out: str) -> tuple[dict, list[str]]:
     with open(index_path, "w") as file:
         json.dump(index, file, indent=2, sort_keys=True)
         file.write("\n")
-    published = [entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name]
+    published = {key: entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name}
     with open(os.path.join(out, f"{sweep_name}.md"), "w") as file:
-        file.write(sweep.records_table(published, missing))
-    return index, missing
+        file.write(sweep.records_table(list(published.values()), missing))
+    return published, missing
 
 
 TUNING_FILES = ("config.json", "metrics.jsonl")  # what a screen's table and its exact configs need; no model, no test error

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bitnet import data, evaluate, export, registry
+from bitnet.metrics import read_metrics_file
 from experiments import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,8 +51,7 @@ def test_registry_entries_are_complete():
         assert entry["provenance"]["commits"] and entry["config"]["seed"] == entry["seed"], name
         assert registry.flat_config(entry["config"]).keys().isdisjoint(registry.PATH_FIELDS), name
         if "metrics" in entry:  # the published learning curve is the run's: its last stage selected best_val_error
-            with open(os.path.join(RESULTS, entry["metrics"])) as file:
-                metrics = [json.loads(line) for line in file]
+            metrics = read_metrics_file(os.path.join(RESULTS, entry["metrics"]))
             last_stage = [line["val_error"] for line in metrics if line["stage"] == metrics[-1]["stage"] and line["val_error"] is not None]
             assert min(last_stage) == entry["best_val_error"], name
 

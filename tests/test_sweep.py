@@ -151,12 +151,14 @@ def test_a_sweep_published_in_parts_keeps_every_run_its_metrics_and_its_pool(tmp
     _write_run(second, "bipolar-seed1", 1, 0.04, segments=cpu)
     os.makedirs(os.path.join(second, "unfinished"))
     open(os.path.join(second, "unfinished", "config.json"), "w").write("{}")
-    index, missing = report.publish_runs(second, out)
-    assert sorted(index) == ["sweep_x/bipolar-seed0", "sweep_x/bipolar-seed1"] and missing == ["unfinished"]
+    published, missing = report.publish_runs(second, out)
+    assert sorted(published) == ["sweep_x/bipolar-seed0", "sweep_x/bipolar-seed1"] and missing == ["unfinished"]
+    with open(os.path.join(out, "results.json")) as file:
+        assert sorted(json.load(file)) == sorted(published)
     with open(os.path.join(out, "sweep_x.md")) as file:
         table = file.read()
     assert "| bipolar-seed0 | CPU (AMD EPYC) |" in table and "| bipolar-seed1 | CPU (AMD EPYC) |" in table
     assert "3.00 +- 1.41 % (seeds 0, 1: 2.00, 4.00)" in table and "| unfinished | missing eval.json |" in table
     for seed in (0, 1):
-        with open(os.path.join(out, index[f"sweep_x/bipolar-seed{seed}"]["metrics"])) as file:
+        with open(os.path.join(out, published[f"sweep_x/bipolar-seed{seed}"]["metrics"])) as file:
             assert [json.loads(line)["val_error"] for line in file] == [0.05, 0.03]
