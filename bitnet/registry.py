@@ -24,9 +24,12 @@ from typing import Any, Callable, Iterable
 
 from bitnet import configuration
 
-# Not part of what a run IS: the seed varies within a pool; paths name where, not what.
-POOL_EXCLUDED = ("seed", "data.source_dir", "data.data_dir", "stage2.stage1_workdir")
-PATH_FIELDS = POOL_EXCLUDED[1:]
+# Not part of what a run IS: the seed varies within a pool; paths name where, not what; the
+# checkpoint cadence only says when the latest state is saved (a resumed run ends bit for bit as an
+# uninterrupted one), so a long GPU run that saves rarely pools with the same config saved every epoch.
+PATH_FIELDS = ("data.source_dir", "data.data_dir", "stage2.stage1_workdir")
+CADENCE_FIELDS = tuple(f"{stage}.{field}" for stage in ("stage1", "stage2") for field in ("checkpoint_every_epochs", "checkpoint_every_seconds"))
+POOL_EXCLUDED = ("seed", *PATH_FIELDS, *CADENCE_FIELDS)
 
 Entry = dict[str, Any]
 

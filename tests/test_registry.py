@@ -18,10 +18,11 @@ def _entry(run, seed, error, hardware="cpu: AMD EPYC", sweep="s", **config):
             "packed_error": error, "config": base, "hardware": hardware, "provenance": {"commits": ["abc1234"]}}
 
 
-def test_pools_ignore_seed_and_paths_and_normalise_added_fields():
+def test_pools_ignore_seed_paths_and_checkpoint_cadence_and_normalise_added_fields():
     old = _entry("a-seed0", 0, 0.02)
     del old["config"]["stage1"]["max_shift"]  # written before the field existed: means 0
-    moved = _entry("b-seed1", 1, 0.04, data__source_dir="/other/folder", stage2__stage1_workdir="/w")
+    moved = _entry("b-seed1", 1, 0.04, data__source_dir="/other/folder", stage2__stage1_workdir="/w",
+                   stage1__checkpoint_every_epochs=50, stage2__checkpoint_every_seconds=600.0)  # saved less often: the same run
     other = _entry("a-seed2", 2, 0.03, stage2__sparsity=0.5)
     (pooled, single) = registry.pools([old, moved, other])
     assert [entry["run"] for entry in pooled.entries] == ["a-seed0", "b-seed1"]
