@@ -409,7 +409,13 @@ def _prepare(config: str | IdxConfig, source_dir: str | None, data_dir: str | No
     builder = BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
     tfds.disable_progress_bar()  # one-time preparation: the log line is enough, no bars in logs
     logging.info("preparing %s once into %s", source_dir or "the MNIST download", builder.data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
+    except FileExistsError:
+        # Another process (a sweep's parallel runs on a fresh machine) prepared the same folder first
+        # and TFDS's final rename found it: use that one; the caller checks its checksums.
+        logging.info("%s was prepared by another process meanwhile: using it", builder.data_path)
+        return BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
     return builder
 
 

@@ -195,6 +195,20 @@ def test_image_shape_mismatch(tmp_path, synthetic):
 # TFDS preparation and splits
 
 
+def test_a_folder_prepared_meanwhile_by_another_process_is_used(tmp_path, synthetic, synthetic_arrays, monkeypatch):
+    """Runs started together on a fresh machine all prepare; each loser's final rename finds the folder there."""
+    original = data.BitnetIdx.download_and_prepare
+
+    def prepared_by_another_process_first(self, *args, **kwargs):
+        original(data.BitnetIdx(config=self.builder_config, data_dir=str(tmp_path / "tfds"), file_format="array_record"), *args, **kwargs)
+        raise FileExistsError(f"Cannot rename {self.data_dir}/incomplete. Destination {self.data_path} already exists.")
+
+    monkeypatch.setattr(data.BitnetIdx, "download_and_prepare", prepared_by_another_process_first)
+    splits = data.load_splits("mnist", str(synthetic), str(tmp_path / "tfds"), validation_size=50)
+    np.testing.assert_array_equal(splits.test_labels, synthetic_arrays["test_labels"])
+    assert splits.identity["checksums"] == data.idx_checksums(synthetic_arrays)
+
+
 def test_load_splits_synthetic(tmp_path, synthetic, synthetic_arrays):
     source = tmp_path / "source"
     shutil.copytree(synthetic, source)
