@@ -78,7 +78,8 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict
     fmt = format_of(arrays)
     layers = {key: arrays[key] for key in layer_keys(len(meta["layer_sizes"]), fmt)}
     tmp = f"{os.fspath(path)}.tmp.npz"
-    np.savez(tmp, format=np.array(fmt), meta=np.array(json.dumps(meta)), **layers)
+    # Compressed: a dense layer's mask plane is all ones, so a file is about half its planes' size.
+    np.savez_compressed(tmp, format=np.array(fmt), meta=np.array(json.dumps(meta)), **layers)
     faults.point("npz_written", tmp)  # test-only
     os.replace(tmp, path)  # never leave a half-written model under the final name
 

