@@ -22,6 +22,12 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant", "exponential", "step")
 LOSSES = ("cross_entropy", "squared_hinge")
 LAYER_LR_SCALES = ("none", "glorot", "fan_in")
+REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in" scales the updates of layers wider than this (the paper's width)
+
+
+def layer_lr_scale_is_one(scale: str, hidden_sizes) -> bool:
+    """Whether `scale` multiplies every kernel's update by exactly 1 in a net of these hidden sizes (then it is "none")."""
+    return scale == "none" or (scale == "fan_in" and max(hidden_sizes, default=0) <= REFERENCE_WIDTH)
 CLIP_UNITS = ("absolute", "glorot")
 STAGE2_INITS = ("stage1", "random")
 
@@ -201,9 +207,21 @@ ADDED_FIELDS = {
 }  # fmt: skip
 
 
+def same_run_fields(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config with the fields added since at their ADDED_FIELDS values where absent, and each
+    stage's layer_lr_scale "none" where it multiplies every update by 1 (fan_in up to 1024 units, the
+    default since it became one): configs that train exactly alike compare equal."""
+    flat = {**ADDED_FIELDS, **flat}
+    for stage in ("stage1", "stage2"):
+        key = f"{stage}.layer_lr_scale"
+        if layer_lr_scale_is_one(flat[key], flat.get("model.hidden_sizes", ())):
+            flat[key] = "none"
+    return flat
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Dotted names of the fields whose values differ (or exist on one side only)."""
-    flat_old, flat_new = {**ADDED_FIELDS, **flatten(old)}, {**ADDED_FIELDS, **flatten(new)}
+    """Dotted names of the fields whose values differ (or exist on one side only) in what they train."""
+    flat_old, flat_new = same_run_fields(flatten(old)), same_run_fields(flatten(new))
     return sorted(key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"))
 
 

@@ -63,9 +63,10 @@ ID_FIELDS_BEFORE_REGISTRY = ("stage1.max_shift", "stage2.max_shift")
 
 
 def pool_config(config: dict) -> dict[str, Any]:
+    flat = configuration.same_run_fields(flat_config(config))  # fan_in on a net up to 1024 wide is "none"
     return {
         key: value
-        for key, value in sorted(flat_config(config).items())
+        for key, value in sorted(flat.items())
         if key not in POOL_EXCLUDED
         and (key in ID_FIELDS_BEFORE_REGISTRY or key not in configuration.ADDED_FIELDS or configuration.ADDED_FIELDS[key] != value)
     }

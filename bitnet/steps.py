@@ -10,7 +10,7 @@ step is the same for every mode: the stage's loss of the MLP's scores y = f(x; W
 (f uses tanh(W) in the compressed stage and ternarize(W) with the straight-through estimator in
 the bitwise stage, bitnet.models), one optimizer update of the real-valued parameters W (each
 kernel's update times 1/H with `layer_lr_scale = "glorot"`, or times 1024/fan_in for every layer
-but the input layer with `layer_lr_scale = "fan_in"`), then, with `clip_weights = c > 0`,
+wider than 1024 but the input layer with `layer_lr_scale = "fan_in"`, the default), then, with `clip_weights = c > 0`,
 every kernel clipped to [-c, c] (or [-c H, c H] with `clip_unit = "glorot"`), where
 H = sqrt(1.5 / (fan_in + fan_out)) is BinaryNet's "Glorot" H of the layer. With batch norm the
 model's running statistics ("batch_stats") are updated by the step and kept in the train state.
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bitnet import augmentation, encodings, models
+from bitnet import augmentation, configuration, encodings, models
 from bitnet.plan import Stage
 
 TrainState = dict  # {"params", "opt_state", "step", "totals"} (+ "batch_stats"): a plain pytree, checkpointed as it is
@@ -89,7 +89,7 @@ def map_kernels(function: Callable[[jax.Array], jax.Array], tree: dict) -> dict:
     )
 
 
-REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in": the fan-in whose layers keep the stage's learning rate (the paper's width)
+REFERENCE_WIDTH = configuration.REFERENCE_WIDTH  # layer_lr_scale="fan_in": layers up to this fan-in keep the stage's rate
 
 
 def glorot_lr_scale(name: str, shape: tuple[int, ...]) -> float:
@@ -98,10 +98,11 @@ def glorot_lr_scale(name: str, shape: tuple[int, ...]) -> float:
 
 
 def fan_in_lr_scale(name: str, shape: tuple[int, ...]) -> float:
-    """REFERENCE_WIDTH / fan_in for every kernel but the input layer's (1 there): with Adam a coherent update moves a
-    neuron's sum by about lr * fan_in, so without this a wider net takes larger steps in its activations (muP's rule
-    for hidden and output layers). A 1024-wide net keeps its learning rates."""
-    return 1.0 if name == "dense0" else REFERENCE_WIDTH / shape[0]
+    """REFERENCE_WIDTH / fan_in for every kernel wider than the paper's width but the input layer's (1 elsewhere): with
+    Adam a coherent update moves a neuron's sum by about lr * fan_in, so without this a wider net takes larger steps
+    in its activations (muP's rule for hidden and output layers). Nets up to 1024 wide keep their learning rates
+    (tuned there; the evidence is for wider nets), so it is the default and width is a plain config change."""
+    return 1.0 if name == "dense0" else min(1.0, REFERENCE_WIDTH / shape[0])
 
 
 LAYER_LR_SCALES = {"glorot": glorot_lr_scale, "fan_in": fan_in_lr_scale}

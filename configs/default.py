@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
     config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
     config.stage1.loss = "cross_entropy"  # cross_entropy (softmax) | squared_hinge (BinaryNet's, +-1 targets)
-    config.stage1.layer_lr_scale = "none"  # glorot: kernel updates times 1/H (BinaryNet); fan_in: times 1024/fan_in but dense0
+    config.stage1.layer_lr_scale = "fan_in"  # kernel updates of layers wider than 1024 times 1024/fan_in (1 up to 1024); glorot: 1/H (BinaryNet)
     config.stage1.clip_weights = 0.0  # > 0: clip kernels to [-c, c] after every update (0: off)
     config.stage1.clip_unit = "absolute"  # glorot: c is in units of each kernel's H (BinaryNet's H="Glorot")
 
@@ -84,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2.checkpoint_every_epochs = 1
     config.stage2.checkpoint_every_seconds = 0.0
     config.stage2.loss = "cross_entropy"
-    config.stage2.layer_lr_scale = "none"
+    config.stage2.layer_lr_scale = "fan_in"
     config.stage2.clip_weights = 0.0
     config.stage2.clip_unit = "absolute"
     config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0

@@ -97,14 +97,15 @@ def test_glorot_h_is_binarynets():
 
 LAYER_FACTORS = {
     "glorot": lambda name, shape: 1.0 / math.sqrt(1.5 / sum(shape)),  # BinaryNet: 1/H
-    "fan_in": lambda name, shape: 1.0 if name == "dense0" else 1024 / shape[0],  # the input layer keeps the rate
+    "fan_in": lambda name, shape: 1.0 if name == "dense0" else min(1.0, 1024 / shape[0]),  # the input layer keeps the rate
 }
+LAYER_SIZES = {"glorot": (20, 16, 12, 10), "fan_in": (20, 2048, 4096, 10)}  # fan_in changes layers wider than 1024 only
 
 
 @pytest.mark.parametrize("scale", sorted(LAYER_FACTORS))
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_layer_scale_multiplies_each_kernels_update_by_its_factor(optimizer, scale):
-    params = params_like()
+    params = params_like(LAYER_SIZES[scale])
     grads = jax.tree.map(lambda p: jnp.cos(p) * 0.1, params)
     plain, scaled = (
         steps.make_optimizer(tiny_stage(optimizer=optimizer, layer_lr_scale=name), optax.constant_schedule(1e-3))
@@ -127,6 +128,7 @@ def test_fan_in_scale_leaves_a_1024_wide_net_unchanged():
     shapes = {"dense0": (784, 1024), "dense1": (1024, 1024), "dense2": (1024, 1024), "dense3": (1024, 10)}
     assert [steps.fan_in_lr_scale(name, shape) for name, shape in shapes.items()] == [1.0, 1.0, 1.0, 1.0]
     assert steps.fan_in_lr_scale("dense1", (4096, 4096)) == 0.25 and steps.fan_in_lr_scale("dense0", (1568, 4096)) == 1.0
+    assert steps.fan_in_lr_scale("dense1", (32, 32)) == 1.0  # narrower nets (smoke, tests) keep their rates too
 
 
 def test_clipping_bounds_kernels_only():
@@ -222,7 +224,7 @@ def test_the_plan_reads_every_option():
                          clip_weights=1.5, clip_unit="glorot", final_learning_rate=1e-5)  # fmt: skip
     compressed, bitwise = plan.plan(config)
     assert compressed.network.batch_norm and bitwise.network.batch_norm
-    assert (compressed.loss, compressed.layer_lr_scale, compressed.hyper.clip_weights) == ("cross_entropy", "none", 0.0)
+    assert (compressed.loss, compressed.layer_lr_scale, compressed.hyper.clip_weights) == ("cross_entropy", "fan_in", 0.0)
     assert (bitwise.loss, bitwise.schedule, bitwise.layer_lr_scale, bitwise.clip_unit) == ("squared_hinge", "step", "glorot", "glorot")
     assert (bitwise.hyper.decay_factor, bitwise.hyper.decay_every_epochs, bitwise.hyper.clip_weights) == (0.25, 3, 1.5)
     assert bitwise.hyper.final_learning_rate == 1e-5
@@ -263,8 +265,33 @@ def test_an_older_workdir_without_the_new_fields_is_the_same_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert configuration.check_workdir(config, str(tmp_path))  # accepted as the same config: it resumes
     read = configuration.read_config(str(tmp_path))
-    assert plan.plan(read) == plan.plan(config)  # evaluation of an older workdir builds the same stages
+    before = ml_collections.ConfigDict(configuration.config_dict(config))
+    before.stage1.layer_lr_scale = before.stage2.layer_lr_scale = "none"  # the default before fan_in: the same updates at 1024
+    assert plan.plan(read) == plan.plan(before)  # evaluation of an older workdir builds the stages it trained
     changed = ml_collections.ConfigDict(configuration.config_dict(config))
     changed.stage2.loss = "squared_hinge"
     with pytest.raises(configuration.ConfigError, match=r"differs in: stage2.loss"):
         configuration.check_workdir(changed, str(tmp_path))
+
+
+def test_fan_in_default_updates_a_1024_wide_net_exactly_as_no_scale():
+    """fan_in became the default: the paper's net (and every narrower one) takes exactly the updates it took before."""
+    params = params_like((784, 1024, 1024, 1024, 10))
+    grads = jax.tree.map(lambda p: jnp.sin(p) * 0.01, params)
+    plain, fan_in = (steps.make_optimizer(tiny_stage(layer_lr_scale=name), optax.constant_schedule(1e-3)) for name in ("none", "fan_in"))
+    plain_state, fan_in_state = plain.init(params), fan_in.init(params)
+    for _ in range(2):
+        plain_updates, plain_state = plain.update(grads, plain_state, params)
+        fan_in_updates, fan_in_state = fan_in.update(grads, fan_in_state, params)
+        jax.tree.map(np.testing.assert_array_equal, fan_in_updates, plain_updates)
+
+
+def test_a_workdir_trained_without_a_scale_resumes_with_fan_in_up_to_1024_units_only():
+    new = configuration.config_dict(default.get_config())
+    old = json.loads(json.dumps(new))
+    for stage in ("stage1", "stage2"):
+        old[stage]["layer_lr_scale"] = "none"
+    assert configuration.config_differences(old, new) == []
+    for config in (new, old):
+        config["model"]["hidden_sizes"] = [2048, 2048]
+    assert configuration.config_differences(old, new) == ["stage1.layer_lr_scale", "stage2.layer_lr_scale"]

@@ -77,3 +77,17 @@ def test_adding_a_config_field_leaves_every_id_as_it_was():
     assert registry.config_id(config) == registry.config_id(older)
     config["stage2"]["loss"] = "squared_hinge"  # set to another value: another run
     assert registry.config_id(config) != registry.config_id(older)
+
+
+def test_fan_in_on_a_net_up_to_1024_wide_pools_with_no_scale():
+    """fan_in multiplies nothing up to 1024 units (the default since the H100 width sweep), so old and new runs pool."""
+    config = configuration.config_dict(default.get_config())
+    assert config["stage1"]["layer_lr_scale"] == "fan_in"
+    before = json.loads(json.dumps(config))
+    for stage in ("stage1", "stage2"):
+        before[stage]["layer_lr_scale"] = "none"
+    assert registry.config_id(config) == registry.config_id(before)
+    wide, wide_before = (json.loads(json.dumps(c)) for c in (config, before))
+    for c in (wide, wide_before):
+        c["model"]["hidden_sizes"] = [4096, 4096, 4096]
+    assert registry.config_id(wide) != registry.config_id(wide_before)
