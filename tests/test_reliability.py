@@ -516,7 +516,7 @@ def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(refere
         Path(file).write_bytes(b"the first bytes of a model")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
 
-    monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+    monkeypatch.setattr(np, "savez_compressed", savez_on_a_full_disk)  # bitnet.export writes with it
     line = fails_cleanly(capsys, lambda: evaluate.evaluate_workdir(str(workdir)))
     assert line.startswith(f"error: no space left on the disk writing {workdir}/bitwise.npz.tmp.npz (disk mounted at /"), line
     assert "free space there and rerun the same command" in line
