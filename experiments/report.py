@@ -24,7 +24,7 @@ import shutil
 
 from absl import app, flags
 
-from bitnet import provenance, sweep
+from bitnet import export, provenance, sweep
 from bitnet.metrics import read_metrics_file
 from experiments import cli, tables
 
@@ -94,6 +94,16 @@ def publish(root: str, out: str) -> None:
         print(f"note: no published metrics for {', '.join(unplotted)} (published before metrics were); not in the curves")
 
 
+def publish_file(source: str, target: str) -> None:
+    """Copy a run's file; a model is read (validated) and written by bitnet.export's writer, so every
+    published model has the current file form (compressed) whatever code trained it; same arrays."""
+    if source.endswith(".npz"):
+        arrays, meta = export.load_npz(source)
+        export.write_npz(target, arrays, meta)
+    else:
+        shutil.copyfile(source, target)
+
+
 def publish_runs(root: str, out: str) -> tuple[dict, list[str]]:
     """Record each finished run of ROOT in OUT/results.json with copies of its bitwise.npz and metrics.jsonl
     (OUT/<sweep>/<run>.npz, .metrics.jsonl) and write OUT/<sweep>.md from every published run of the sweep.
@@ -118,7 +128,7 @@ def publish_runs(root: str, out: str) -> tuple[dict, list[str]]:
         for file_name, suffix, field in (("bitwise.npz", ".npz", "npz"), ("metrics.jsonl", ".metrics.jsonl", "metrics")):
             if os.path.exists(os.path.join(workdir, file_name)):
                 target = os.path.join(out, f"{key}{suffix}")
-                shutil.copyfile(os.path.join(workdir, file_name), target)
+                publish_file(os.path.join(workdir, file_name), target)
                 entry[field] = os.path.relpath(target, out)
         index[key] = entry
     with open(index_path, "w") as file:

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from bitnet import configuration, registry, sweep
@@ -162,3 +163,28 @@ def test_a_sweep_published_in_parts_keeps_every_run_its_metrics_and_its_pool(tmp
     for seed in (0, 1):
         with open(os.path.join(out, published[f"sweep_x/bipolar-seed{seed}"]["metrics"])) as file:
             assert [json.loads(line)["val_error"] for line in file] == [0.05, 0.03]
+
+
+def test_a_published_model_is_validated_and_written_compressed_with_the_same_arrays(tmp_path):
+    """A run trained by older code wrote its model with np.savez: the published copy has the current form."""
+    import zipfile
+
+    import jax
+
+    from bitnet import encodings, export, inference, models
+    from experiments import report
+
+    encoding = encodings.get_encoding("bipolar")
+    model = models.MLP(hidden_sizes=(40,), mode="bitwise")
+    params = model.init(jax.random.key(0), np.zeros((1, 30), np.float32))["params"]
+    arrays = export.model_arrays(inference.pack_params(params, 0.0, encoding.bit_values))
+    source, target = tmp_path / "bitwise.npz", tmp_path / "published.npz"
+    np.savez(source, format=np.array(export.format_of(arrays)), meta=np.array(json.dumps({"encoding": "bipolar", "thresholds": [],
+             "bit_values": "bipolar", "input_size": 30, "layer_sizes": [40, 10]})), **arrays)  # fmt: skip
+    report.publish_file(str(source), str(target))
+    with zipfile.ZipFile(target) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    (before, meta_before), (after, meta_after) = export.load_npz(source), export.load_npz(target)
+    assert meta_after == meta_before and after.keys() == before.keys()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
