@@ -35,8 +35,9 @@ TABLE1_ROWS = (
     registry.Row("float relu MLP, 2-bit code as 0/1 inputs (`sweep_fixed2_01`)", ("sweep_fixed2_01",), (("run_kind", "float"),)),
     registry.Row("bitwise, 2-bit code as 0/1 inputs (`sweep_fixed2_01`)", ("sweep_fixed2_01",), (("run_kind", "bitwise"),)),
     registry.Row("bitwise, threshold neurons (batch norm), binary weights, no dropout, shifts (`sweep_binary_bn`)", ("sweep_binary_bn",)),
+    registry.Row("bitwise, the same with a 150-epoch stage 2 (`sweep_binary_bn_long`)", ("sweep_binary_bn_long",)),
 )
-SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations", "sweep_fixed2_01", "sweep_binary_bn", "sweep_width", "sweep_binary_bn_4096")
+SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations", "sweep_fixed2_01", "sweep_binary_bn", "sweep_binary_bn_long", "sweep_width", "sweep_binary_bn_4096")
 
 
 def render(entries: dict[str, registry.Entry]) -> dict[str, str]:
