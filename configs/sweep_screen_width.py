@@ -13,11 +13,12 @@ Cost: ~1 h on the 2-core CPU (the 4096 runs dominate).
 import ml_collections
 
 SCREEN = "data.train_subset=10000,stage1.epochs=5,stage2.epochs=5"
+NO_SCALE = "stage1.layer_lr_scale=none,stage2.layer_lr_scale=none"  # as run: fan_in became the default after this screen
 CHANGES = (
     "name=width1024,model.hidden_sizes=(1024,1024,1024)",
-    "name=width2048,model.hidden_sizes=(2048,2048,2048)",
+    f"name=width2048,model.hidden_sizes=(2048,2048,2048),{NO_SCALE}",
     "name=width2048-fan_in,model.hidden_sizes=(2048,2048,2048),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
-    "name=width4096,model.hidden_sizes=(4096,4096,4096)",
+    f"name=width4096,model.hidden_sizes=(4096,4096,4096),{NO_SCALE}",
     "name=width4096-fan_in,model.hidden_sizes=(4096,4096,4096),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
 )
 

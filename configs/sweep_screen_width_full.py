@@ -12,9 +12,10 @@ Cost: ~40 min on the 2-core CPU (the 4096 run ~25 min).
 import ml_collections
 
 SCREEN = "stage1.epochs=10,stage2.epochs=3"
+NO_SCALE = "stage1.layer_lr_scale=none,stage2.layer_lr_scale=none"  # as run: fan_in became the default after this screen
 CHANGES = (
     "name=width1024,model.hidden_sizes=(1024,1024,1024)",
-    "name=width2048,model.hidden_sizes=(2048,2048,2048)",
+    f"name=width2048,model.hidden_sizes=(2048,2048,2048),{NO_SCALE}",
     "name=width2048-fan_in,model.hidden_sizes=(2048,2048,2048),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
     "name=width4096-fan_in,model.hidden_sizes=(4096,4096,4096),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
 )

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from bitnet import data, evaluate, export, registry
+from bitnet import configuration, data, evaluate, export, registry, sweep
 from bitnet.metrics import read_metrics_file
 from experiments import tables
 
@@ -79,3 +79,26 @@ def test_every_published_tuning_screen_has_its_table_in_results_md():
     for block, table in screens.items():
         assert f"<!-- table:{block} -->" in results_md, f"RESULTS.md lacks the tuning log block {block}"
         assert "not trained" not in table, f"{block}: a run of the screen has no metrics"
+
+
+def _published_configs():
+    """(label, stored config, sweep name, run name) of every published run: the registry's and the tuning screens'."""
+    for entry in registry.load(tables.REGISTRY).values():
+        yield f"{entry['sweep']}/{entry['run']}", entry["config"], entry["sweep"], entry["run"]
+    for sweep_name in sorted(os.listdir(tables.TUNING)):
+        for run in sorted(os.listdir(os.path.join(tables.TUNING, sweep_name))):
+            with open(os.path.join(tables.TUNING, sweep_name, run, "config.json")) as file:
+                yield f"tuning/{sweep_name}/{run}", configuration.config_fields(json.load(file)), sweep_name, run
+
+
+def test_every_published_run_is_what_its_sweep_file_gives_today():
+    """A changed default must not change what a published command trains: the sweep files pin what their runs ran."""
+    for what, stored, sweep_name, run in _published_configs():
+        spec = sweep.load_sweep(os.path.join(REPO, "configs", f"{sweep_name}.py"))
+        if "runs" in spec:
+            runs = {item.name: item for item in sweep.expand(spec.runs)}
+            today = configuration.config_dict(sweep.run_config(spec.base, runs[run]))
+        else:  # a config file trained as it is (configs/augmented.py)
+            today = configuration.config_dict(spec)
+        ignored = {*registry.PATH_FIELDS, *registry.CADENCE_FIELDS}  # where it ran and how often it saved: not what
+        assert [key for key in configuration.config_differences(stored, today) if key not in ignored] == [], what
