@@ -23,11 +23,6 @@ SCHEDULES = ("cosine", "constant", "exponential", "step")
 LOSSES = ("cross_entropy", "squared_hinge")
 LAYER_LR_SCALES = ("none", "glorot", "fan_in")
 REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in" scales the updates of layers wider than this (the paper's width)
-
-
-def layer_lr_scale_is_one(scale: str, hidden_sizes) -> bool:
-    """Whether `scale` multiplies every kernel's update by exactly 1 in a net of these hidden sizes (then it is "none")."""
-    return scale == "none" or (scale == "fan_in" and max(hidden_sizes, default=0) <= REFERENCE_WIDTH)
 CLIP_UNITS = ("absolute", "glorot")
 STAGE2_INITS = ("stage1", "random")
 
@@ -205,6 +200,17 @@ ADDED_FIELDS = {
         )
     },
 }  # fmt: skip
+
+
+def fan_in_scale(fan_in: int) -> float:
+    """layer_lr_scale="fan_in"'s factor on the update of a kernel (but the input layer's) with this fan-in."""
+    return min(1.0, REFERENCE_WIDTH / fan_in)
+
+
+def layer_lr_scale_is_one(scale: str, hidden_sizes) -> bool:
+    """Whether `scale` multiplies every kernel's update by exactly 1 in a net of these hidden sizes (then it is "none"):
+    the scaled kernels' fan-ins are the hidden sizes."""
+    return scale == "none" or (scale == "fan_in" and all(fan_in_scale(size) == 1.0 for size in hidden_sizes))
 
 
 def same_run_fields(flat: dict[str, Any]) -> dict[str, Any]:

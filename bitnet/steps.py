@@ -89,20 +89,17 @@ def map_kernels(function: Callable[[jax.Array], jax.Array], tree: dict) -> dict:
     )
 
 
-REFERENCE_WIDTH = configuration.REFERENCE_WIDTH  # layer_lr_scale="fan_in": layers up to this fan-in keep the stage's rate
-
-
 def glorot_lr_scale(name: str, shape: tuple[int, ...]) -> float:
     """BinaryNet's W_LR_scale="Glorot": 1/H."""
     return 1.0 / glorot_h(shape)
 
 
 def fan_in_lr_scale(name: str, shape: tuple[int, ...]) -> float:
-    """REFERENCE_WIDTH / fan_in for every kernel wider than the paper's width but the input layer's (1 elsewhere): with
+    """1024 / fan_in for every kernel wider than the paper's width but the input layer's (1 elsewhere): with
     Adam a coherent update moves a neuron's sum by about lr * fan_in, so without this a wider net takes larger steps
     in its activations (muP's rule for hidden and output layers). Nets up to 1024 wide keep their learning rates
     (tuned there; the evidence is for wider nets), so it is the default and width is a plain config change."""
-    return 1.0 if name == "dense0" else min(1.0, REFERENCE_WIDTH / shape[0])
+    return 1.0 if name == "dense0" else configuration.fan_in_scale(shape[0])
 
 
 LAYER_LR_SCALES = {"glorot": glorot_lr_scale, "fan_in": fan_in_lr_scale}
