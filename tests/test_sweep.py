@@ -122,6 +122,43 @@ def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
         ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1"], ["bipolar-bitwise-seed2"]]
 
 
+SWEEP_FILES = sorted(name for name in os.listdir("configs") if name.startswith("sweep_") and name.endswith(".py"))
+
+
+@pytest.mark.parametrize("file_name", SWEEP_FILES)
+def test_every_sweep_file_gives_runs_that_pass_the_config_check(file_name):
+    """A sweep prepared for a lent GPU must not fail there on a typo: every run's config is checked, and a run
+    that reads another sweep's stage 1 names a run of that sweep (workdirs/<sweep>/<run>)."""
+    from bitnet import group
+
+    spec = sweep.load_sweep(os.path.join("configs", file_name))
+    runs = sweep.expand(spec.runs)
+    assert runs and len({run.name for run in runs}) == len(runs)
+    for run in runs:
+        config = sweep.run_config(spec.base, run)
+        configuration.check(config)
+        group.group_key(config)
+        source = config.stage2.get("stage1_workdir", "")
+        if source:
+            root, other_sweep, other_run = source.split("/")
+            assert root == "workdirs", source
+            other = sweep.load_sweep(os.path.join("configs", other_sweep + ".py"))
+            assert other_run in {candidate.name for candidate in sweep.expand(other.runs)}, source
+
+
+@pytest.mark.parametrize("file_name, sizes", [
+    ("sweep_screen_long.py", [6]), ("sweep_screen_long2.py", [6]), ("sweep_table1_long.py", [3] * 6),
+    ("sweep_binary_bn_4096.py", [3]), ("sweep_binary_bn_4096_long.py", [3]),
+])
+def test_the_gpu_sweeps_train_as_the_groups_their_files_promise(file_name, sizes):
+    from bitnet import group
+
+    spec = sweep.load_sweep(os.path.join("configs", file_name))
+    runs = sweep.expand(spec.runs)
+    keys = [group.group_key(sweep.run_config(spec.base, run)) for run in runs]
+    assert [len(unit) for unit in sweep.groups(runs, keys)] == sizes
+
+
 def test_validation_table_lists_each_stages_validation_errors_and_untrained_runs(tmp_path):
     os.makedirs(tmp_path / "a")
     lines = [
