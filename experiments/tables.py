@@ -35,7 +35,8 @@ TABLE1_ROWS = (
     registry.Row("float relu MLP, 2-bit code as 0/1 inputs (`sweep_fixed2_01`)", ("sweep_fixed2_01",), (("run_kind", "float"),)),
     registry.Row("bitwise, 2-bit code as 0/1 inputs (`sweep_fixed2_01`)", ("sweep_fixed2_01",), (("run_kind", "bitwise"),)),
     registry.Row("bitwise, threshold neurons (batch norm), binary weights, no dropout, shifts (`sweep_binary_bn`)", ("sweep_binary_bn",)),
-    registry.Row("bitwise, the same with a 150-epoch stage 2 (`sweep_binary_bn_long`)", ("sweep_binary_bn_long",)),
+    registry.Row("bitwise, the same with a 150-epoch stage 2 (`sweep_binary_bn_long`)", ("sweep_binary_bn_long",), (("stage2.epochs", 150),)),
+    registry.Row("bitwise, the same with a 300-epoch stage 2 (`sweep_binary_bn_long`)", ("sweep_binary_bn_long",), (("stage2.epochs", 300),)),
 )
 SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations", "sweep_fixed2_01", "sweep_binary_bn", "sweep_binary_bn_long", "sweep_width", "sweep_binary_bn_4096")
 
