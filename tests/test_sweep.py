@@ -107,19 +107,24 @@ def test_run_config_reads_overrides_as_the_command_line_does():
         sweep.run_config("configs/smoke.py", sweep.Run("bad", (("stage1.epoch", "3"),)))
 
 
-def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
-    """Table 1: the three seeds of the bipolar bitwise cell train as one group, every other run alone."""
+def _units(file_name: str, max_size: int = 0) -> list[list[str]]:
+    """The run names of each group a sweep file trains as, in order (what experiments.sweep launches)."""
     from bitnet import group
-    from configs import sweep_table1
 
-    spec = sweep_table1.get_config()
+    spec = sweep.load_sweep(os.path.join("configs", file_name))
     runs = sweep.expand(spec.runs)
     keys = [group.group_key(sweep.run_config(spec.base, run)) for run in runs]
-    units = [[run.name for run in unit] for unit in sweep.groups(runs, keys)]
+    return [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size)]
+
+
+def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
+    """Table 1: the three seeds of the bipolar bitwise cell train as one group, every other run alone."""
+    from configs import sweep_table1
+
+    units = _units("sweep_table1.py")
     assert units[0] == ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1", "bipolar-bitwise-seed2"]
-    assert all(len(unit) == 1 for unit in units[1:]) and len(units) == len(runs) - 2
-    assert [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size=2)][:2] == [
-        ["bipolar-bitwise-seed0", "bipolar-bitwise-seed1"], ["bipolar-bitwise-seed2"]]
+    assert all(len(unit) == 1 for unit in units[1:]) and len(units) == len(sweep_table1.get_config().runs) - 2
+    assert _units("sweep_table1.py", max_size=2)[:2] == [["bipolar-bitwise-seed0", "bipolar-bitwise-seed1"], ["bipolar-bitwise-seed2"]]
 
 
 SWEEP_FILES = sorted(name for name in os.listdir("configs") if name.startswith("sweep_") and name.endswith(".py"))
@@ -151,12 +156,7 @@ def test_every_sweep_file_gives_runs_that_pass_the_config_check(file_name):
     ("sweep_binary_bn_4096.py", [3]), ("sweep_binary_bn_4096_long.py", [3]),
 ])
 def test_the_gpu_sweeps_train_as_the_groups_their_files_promise(file_name, sizes):
-    from bitnet import group
-
-    spec = sweep.load_sweep(os.path.join("configs", file_name))
-    runs = sweep.expand(spec.runs)
-    keys = [group.group_key(sweep.run_config(spec.base, run)) for run in runs]
-    assert [len(unit) for unit in sweep.groups(runs, keys)] == sizes
+    assert [len(unit) for unit in _units(file_name)] == sizes
 
 
 def test_validation_table_lists_each_stages_validation_errors_and_untrained_runs(tmp_path):
