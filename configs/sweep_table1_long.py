@@ -6,7 +6,7 @@ The paper's three inputs (bipolar, 0/1, and the 2-bit code as 0/1 bits, `fixed2_
 issue #13's 2-bit screen chose over +-1 bits), each as the bitwise net and as the float net
 (`run_kind=float`: stage 1's settings, relu), three seeds each, most important first. The runs of
 one input and kind train as one group.
-Cost: ~2.6 hours per group of three on the 2-core CPU (measured: ~23 s per epoch in either stage);
+Cost: ~2.8 hours per group of three on the 2-core CPU (measured: 165 min of epoch time, ~23 s per epoch);
 one GPU call for all six groups (`--parallel 6`).
 """
 
