@@ -1,17 +1,22 @@
 """bitnet: Bitwise Neural Networks (Kim & Smaragdis, 2016) in JAX/Flax.
 
-Modules, one job each, in the order of the paper's method:
-  quantizers  sign, straight-through sign, ternarizer (sparsity lambda)
-  encodings   float / bipolar / binary / fixed-K input encodings
-  models      BitDense (float | compressed | bitwise) and the MLP
-  packing     +-1 / 0-1 values <-> uint32 words
-  inference   jitted XNOR-popcount forward pass on packed words
-  export      the portable "bitnet-packed-v1" (and -v2: threshold neurons) .npz format and a NumPy-only reader
+Folders by job, each importing only the ones above it (its docstring's "Imports:" line, checked
+by tests/test_layout.py):
 
-Training, in the order a run goes: plan (config -> stages), steps (the jitted step and chunk of
-steps), loop (one stage: chunks, validation, checkpoints), train (train_and_evaluate), binarized
-(the packed model, stored once), evaluate (test errors). Runs of a sweep trained as one program:
-group (the step's chunk over a run axis), group_train (train_group: each run in its own workdir).
+  errors, faults  the user errors every layer raises; test-only fault points
+  core/       quantizers (sign, STE, ternary lambda), encodings (bipolar / 0-1 / fixed-K / thermometer
+              inputs), thresholds (threshold neurons), models (BitDense and the MLP)
+  input/      data (IDX data sets through a TFDS builder, splits, batch order), augmentation
+  deploy/     packing (uint32 words), inference (XNOR-popcount forward), export (the .npz format),
+              summary (bits, bytes, binary ops per layer)
+  workdir/    workdir_lock, provenance, checkpoints (orbax), metrics, preemption (SIGTERM saves)
+  training/   configuration, plan (config -> stages), steps (the jitted step and chunk), loop (one
+              stage), group (K runs in one program), binarized (the packed model a run ends with),
+              train (train_and_evaluate), group_train (train_group)
+  runs/       evaluate (test errors), sweep (expand, group, tabulate), registry (published runs)
+
+The names users call keep their short paths: bitnet.inference, bitnet.export, bitnet.summary,
+bitnet.train are the modules above (thin aliases, tests/test_layout.py).
 """
 
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ POINTS = {
     "between_best_and_latest": "checkpoints.save_stage: the best checkpoint saved, the latest not yet",
     "checkpoint_written": "orbax's background save of a stage checkpoint: files written, not yet renamed into place",
     "binarized_written": "the same for the binarized model (checkpoints/binarized)",
-    "epoch_last_step": "bitnet.loop: the chunk with an epoch's last step has run, the epoch's end not yet",
+    "epoch_last_step": "bitnet.training.loop: the chunk with an epoch's last step has run, the epoch's end not yet",
     "npz_written": "export.write_npz: the temporary .npz written, not yet renamed to its name",
     "eval_json_written": "evaluate: eval.json's temporary file being written",
 }

@@ -7,7 +7,7 @@ Expect: 1.55 % test error with seed 0 on the CPU (augmented-seed0 in RESULTS.md;
 over three seeds on an H200; 0/1 input: 1.16-1.31 %). Cost: ~31 min on the 2-core CPU, ~4.4 min
 on an H200 shared by seven runs.
 
-Shifts of up to 1 pixel (bitnet/augmentation.py) in both stages. They regularize an MLP that
+Shifts of up to 1 pixel (bitnet/input/augmentation.py) in both stages. They regularize an MLP that
 has no translation invariance of its own, which mostly helps stage 1, the net the bitwise net
 tracks. More epochs because shifted data is harder to fit. Inference is unchanged: the result is
 an ordinary bitnet-packed-v1 model.

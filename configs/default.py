@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0  # parameters, dropout and data order all derive from it
     config.run_kind = "bitwise"  # "bitwise": stage 1 (compressed) + stage 2 (bitwise); "float": one float stage
-    config.encoding = "bipolar"  # float | bipolar | binary | fixedK (bitnet/encodings.py)
+    config.encoding = "bipolar"  # float | bipolar | binary | fixedK (bitnet/core/encodings.py)
     config.encoding_thresholds = ()  # on the p/255 scale; () = the encoding's default
 
     config.data = ml_collections.ConfigDict()

@@ -1,6 +1,6 @@
 """Sweep: the paper's Table 1 -- input encoding x run kind, plus the float-input float baseline,
 two more seeds of the bipolar bitwise cell, and the 2-bit input as a thermometer code (thermo2:
-one bit plane per threshold, so +-1 weights can weigh the levels correctly; see bitnet/encodings.py).
+one bit plane per threshold, so +-1 weights can weigh the levels correctly; see bitnet/core/encodings.py).
 Runs go in this order, most important first.
 
     ./launch.sh sweep configs/sweep_table1.py     # workdirs under workdirs/sweep_table1, then results.md

@@ -28,7 +28,9 @@ import subprocess
 
 from absl import app
 
-from bitnet import configuration, data, registry, sweep
+from bitnet.input import data
+from bitnet.training import configuration
+from bitnet.runs import registry, sweep
 from experiments import tables
 
 SOURCE_COMMIT = "1d0ce69"  # the last commit before provenance was recorded

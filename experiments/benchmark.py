@@ -8,13 +8,13 @@ bipolar (+-1) inputs. Each time is the median of repeated calls after a warm-up 
 ended by `block_until_ready`; the paths being compared take turns call by call. Inference paths,
 all returning class predictions:
 
-    packed XNOR-popcount   bitnet.inference.packed_predict (packing of the input included)
-    float32 MLP            flax MLP, mode="float", jitted (bitnet.steps.make_predict)
+    packed XNOR-popcount   bitnet.deploy.inference.packed_predict (packing of the input included)
+    float32 MLP            flax MLP, mode="float", jitted (bitnet.training.steps.make_predict)
     +-1 bf16 matmul        the same +-1 network as bf16 dots (f32 accumulation, exact here)
     +-1 int8 matmul        the same +-1 network as int8 dots with int32 accumulation
 
 The three +-1 paths must give identical predictions (checked). Training: one jitted Adam step
-(bitnet.steps.make_train_step) of mode="bitwise" (STE) vs mode="float", batch 100.
+(bitnet.training.steps.make_train_step) of mode="bitwise" (STE) vs mode="float", batch 100.
 The last line of output is one JSON object with every number.
 """
 
@@ -33,7 +33,9 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from bitnet import inference, models, quantizers, steps, summary
+from bitnet.core import models, quantizers
+from bitnet.deploy import inference, summary
+from bitnet.training import steps
 from experiments import cli
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "100", "10000"], "Inference batch sizes.")
@@ -213,7 +215,7 @@ def main(argv):
     results: dict[str, Any] = {
         "device": device_info(),
         "packed_predict_uses": (
-            f"{PACKED} only (bitnet.inference: uint32 words, XOR + popcount, int32 sums; row kernel for batch <= "
+            f"{PACKED} only (bitnet.deploy.inference: uint32 words, XOR + popcount, int32 sums; row kernel for batch <= "
             f"{inference.ROW_KERNEL_MAX_BATCH}, column kernel above); it never runs a matmul"
         ),
         "train_batch": _TRAIN_BATCH.value,

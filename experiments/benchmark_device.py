@@ -28,7 +28,7 @@ import time
 
 from absl import app, flags
 
-from bitnet import provenance
+from bitnet.workdir import provenance
 from experiments import cli
 
 _OLD_TREE = flags.DEFINE_string("old_tree", None, "A checkout of the code before the redesign (the old loop); skipped if unset.")

@@ -1,4 +1,4 @@
-"""Training-loop speed: the compiled chunk of steps (bitnet.loop) against a Python loop of jitted steps.
+"""Training-loop speed: the compiled chunk of steps (bitnet.training.loop) against a Python loop of jitted steps.
 
     python -m experiments.benchmark_loop                         # smoke and paper MLP, bitwise stage, batch 100
     python -m experiments.benchmark_loop --models=paper --steps=200 --rounds=7
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from bitnet import data, plan, steps
+from bitnet.input import data
+from bitnet.training import plan, steps
 from configs import default
 
 _MODELS = flags.DEFINE_list("models", ["smoke", "paper"], "MLPs: smoke (784-256-256-10), paper (784-1024x3-10).")

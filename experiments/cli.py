@@ -11,7 +11,7 @@ from typing import Callable, Iterator, NoReturn, TypeVar
 
 from absl import flags, logging
 
-from bitnet import preemption, workdir_lock
+from bitnet.workdir import preemption, workdir_lock
 from bitnet.errors import USER_ERRORS
 
 T = TypeVar("T")

@@ -12,13 +12,14 @@ import json
 
 from absl import app, flags
 
-from bitnet import configuration, evaluate
+from bitnet.training import configuration
+from bitnet.runs import evaluate
 from configs import default
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 _NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 or -v2 .npz model (published, exported or downloaded).")
-_DATA_NAME = flags.DEFINE_string("data_name", "mnist", "--npz: the data set (any IDX data set; see bitnet/data.py).")
+_DATA_NAME = flags.DEFINE_string("data_name", "mnist", "--npz: the data set (any IDX data set; see bitnet/input/data.py).")
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "--npz: folder of its IDX files (mnist: default $BITNET_MNIST_DIR, else download).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "--npz: TFDS cache (default $BITNET_DATA_DIR, else ~/tensorflow_datasets).")
 _TEST_SUBSET = flags.DEFINE_integer("test_subset", None, "--npz: only the first N test images.")
@@ -27,7 +28,7 @@ flags.mark_flags_as_mutual_exclusive(["workdir", "npz"], required=True)
 
 
 def npz_data_kwargs() -> dict:
-    """Arguments of `bitnet.data.load_splits` from the data flags, defaulted as a config's data fields are."""
+    """Arguments of `bitnet.input.data.load_splits` from the data flags, defaulted as a config's data fields are."""
     config = default.get_config()
     config.data.name = _DATA_NAME.value
     config.data.source_dir = _SOURCE_DIR.value or ""

@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def cpu_model() -> str:
     """The CPU's model name as a file name (e.g. amd-epyc)."""
-    from bitnet import provenance
+    from bitnet.workdir import provenance
 
     kind = provenance.cpu_model()
     return "".join(char if char.isalnum() else "-" for char in kind.lower()).strip("-")

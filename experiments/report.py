@@ -5,7 +5,7 @@
     python -m experiments.report --tuning workdirs/sweep_screen_2bit         # a tuning screen (validation only)
 
 --root copies each finished run's bitwise.npz and metrics.jsonl to OUT/<sweep>/<run>.npz and
-.metrics.jsonl and records the run in OUT/results.json (`bitnet.registry`): errors, config, hardware
+.metrics.jsonl and records the run in OUT/results.json (`bitnet.runs.registry`): errors, config, hardware
 and provenance read from the workdir, which tests/test_results.py re-checks on the real test split.
 Then it writes OUT/<sweep>.md (the table of experiments.sweep) and OUT/<sweep>_curves.png
 (validation error per epoch) from every published run of the sweep, so a sweep can be published
@@ -24,8 +24,10 @@ import shutil
 
 from absl import app, flags
 
-from bitnet import export, provenance, sweep
-from bitnet.metrics import read_metrics_file
+from bitnet.deploy import export
+from bitnet.workdir import provenance
+from bitnet.runs import sweep
+from bitnet.workdir.metrics import read_metrics_file
 from experiments import cli, tables
 
 PUBLISHED_KEYS = (
@@ -95,7 +97,7 @@ def publish(root: str, out: str) -> None:
 
 
 def publish_file(source: str, target: str) -> None:
-    """Copy a run's file; a model is read (validated) and written by bitnet.export's writer, so every
+    """Copy a run's file; a model is read (validated) and written by bitnet.deploy.export's writer, so every
     published model has the current file form (compressed) whatever code trained it; same arrays."""
     if source.endswith(".npz"):
         arrays, meta = export.load_npz(source)

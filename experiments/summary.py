@@ -8,7 +8,7 @@ import os
 
 from absl import app, flags
 
-from bitnet import export, summary
+from bitnet.deploy import export, summary
 from experiments import cli
 
 _NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 or -v2 .npz file.")

@@ -3,14 +3,14 @@
     python -m experiments.sweep --sweep configs/sweep_table1.py [--workdir_root W] [--parallel N] [--only a,b]
                                 [--group | --nogroup] [--max_group_size K] [--noevaluate]
 
-Runs that can train as one program (bitnet.group: the same shapes, data and epochs; they differ in
+Runs that can train as one program (bitnet.training.group: the same shapes, data and epochs; they differ in
 seed, learning rate, weight decay, dropout rates or lambda) train as groups of at most K runs, one
 process each (experiments.train_group); the others alone (experiments.train). Then each run is
 evaluated (experiments.evaluate); with --noevaluate (tuning screens, which choose by validation
 only) nothing reads the test split and the table lists each stage's validation errors. These are
 subprocesses, so a rerun resumes unfinished runs and skips finished ones. By default a grouped
 sweep trains one group (or run) at a time, seeing every visible GPU: a group's runs are sharded
-over them (bitnet.group.run_mesh). With --parallel N (the default without groups: the number of
+over them (bitnet.training.group.run_mesh). With --parallel N (the default without groups: the number of
 local NVIDIA GPUs, or 1), N groups or runs go at once, each pinned to one GPU through
 CUDA_VISIBLE_DEVICES.
 """
@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bitnet import sweep
+from bitnet.runs import sweep
 from bitnet.errors import ERROR_FILE
 from experiments import cli
 
@@ -89,7 +89,7 @@ def _units(runs: list[sweep.Run], base: str, grouped: bool, max_size: int) -> li
     """The groups (or single runs) the sweep trains, in sweep order."""
     if not grouped:
         return [[run] for run in runs]
-    from bitnet import group  # late: imports JAX (no device is touched)
+    from bitnet.training import group  # late: imports JAX (no device is touched)
 
     keys = cli.run_cleanly(lambda: [group.group_key(sweep.run_config(base, run)) for run in runs])
     return sweep.groups(runs, keys, max_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from bitnet import registry, sweep
+from bitnet.runs import registry, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGISTRY = os.path.join(REPO, "results", "results.json")

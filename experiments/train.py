@@ -7,7 +7,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
-from bitnet import train
+from bitnet.training import train
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.", lock_config=True)

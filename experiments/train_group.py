@@ -1,4 +1,4 @@
-"""Train some runs of a sweep as one group: one process, one compiled program for all (bitnet.group_train).
+"""Train some runs of a sweep as one group: one process, one compiled program for all (bitnet.training.group_train).
 
     python -m experiments.train_group --sweep configs/sweep_table1.py --workdir_root W --runs a,b,c
 
@@ -12,7 +12,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bitnet import group, group_train, sweep
+from bitnet.training import group, group_train
+from bitnet.runs import sweep
 from experiments import cli
 
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "A sweep file: get_config() with base and runs.")

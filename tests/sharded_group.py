@@ -1,10 +1,10 @@
-"""A child process of tests/test_group_sharding.py: train groups of the tiny config (bitnet.group_train) on the devices
+"""A child process of tests/test_group_sharding.py: train groups of the tiny config (bitnet.training.group_train) on the devices
 this process sees (XLA_FLAGS, set by the parent before JAX starts) and print, as JSON, how each chunk's states were
 placed: on how many devices, and how many runs on each.
 
     python -m tests.sharded_group SOURCE_DIR DATA_DIR ROOT AXIS:K [AXIS:K ...]
 
-Each AXIS:K trains runs 0..K-1 as one group with the run axis AXIS (bitnet.group.AXES) in ROOT/<AXIS>-k<K>/run<i>:
+Each AXIS:K trains runs 0..K-1 as one group with the run axis AXIS (bitnet.training.group.AXES) in ROOT/<AXIS>-k<K>/run<i>:
 seed i and a stage-2 learning rate of its own, so per-run values are sharded too.
 """
 
@@ -16,7 +16,7 @@ import sys
 
 import jax
 
-from bitnet import group, group_train
+from bitnet.training import group, group_train
 from tests import tiny
 
 MAKE_GROUP_CHUNK = group.make_group_chunk  # before record_placements wraps it

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import augmentation, configuration, encodings
+from bitnet.core import encodings
+from bitnet.input import augmentation
+from bitnet.training import configuration
 from configs import default
 
 

@@ -1,4 +1,4 @@
-"""Tests of bitnet.data: IDX reading and checks, TFDS preparation without TensorFlow, splits, batching."""
+"""Tests of bitnet.input.data: IDX reading and checks, TFDS preparation without TensorFlow, splits, batching."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitnet import data
+from bitnet.input import data
 from tests.idx_fixtures import idx_bytes, write_idx, write_idx_folder
 
 REAL_MNIST_DIR = os.environ.get(data.MNIST_DIR_ENV)
@@ -56,13 +56,13 @@ def synthetic_arrays(synthetic) -> dict[str, np.ndarray]:
 
 
 def test_preparing_and_loading_never_import_tensorflow(synthetic, tmp_path):
-    """bitnet.data prepares and reads through tfds without TensorFlow: it must not import it, installed or not.
+    """bitnet.input.data prepares and reads through tfds without TensorFlow: it must not import it, installed or not.
 
     In a fresh interpreter, so modules imported by other tests do not count.
     """
     code = (
         "import sys\n"
-        "from bitnet import data\n"
+        "from bitnet.input import data\n"
         "splits = data.load_splits('mnist', sys.argv[1], sys.argv[2], validation_size=50)\n"
         "assert len(splits.train_labels) == 150, len(splits.train_labels)\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'tensorflow'))\n"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitnet import encodings
+from bitnet.core import encodings
 
 PIXELS = np.array([[0, 63, 64, 127, 128, 191, 192, 255]], np.uint8)
 

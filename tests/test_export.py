@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from bitnet import encodings, export, inference, models
+from bitnet.core import encodings, models
+from bitnet.deploy import export, inference
 from tests import bad_inputs
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitnet import checkpoints, export, faults, provenance
+from bitnet import faults
+from bitnet.deploy import export
+from bitnet.workdir import checkpoints, provenance
 from tests.test_reliability import (  # noqa: F401  (env, reference: fixtures used by name)
     EPOCHS,
     assert_one_line_error,

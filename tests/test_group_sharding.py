@@ -1,4 +1,4 @@
-"""A group's run axis sharded over several devices (bitnet.group.run_mesh): four CPU devices forced with XLA_FLAGS
+"""A group's run axis sharded over several devices (bitnet.training.group.run_mesh): four CPU devices forced with XLA_FLAGS
 in a child process (tests/sharded_group.py), against the same groups in a child with one device."""
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import provenance
+from bitnet.workdir import provenance
 from tests.test_pipeline import REPO, metric_lines, synthetic  # noqa: F401  (synthetic: a fixture)
 
 pytestmark = pytest.mark.slow  # end-to-end group runs in child processes (about a minute each): the full tier

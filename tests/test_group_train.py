@@ -1,4 +1,4 @@
-"""The group pipeline (bitnet.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
+"""The group pipeline (bitnet.training.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
 
 import collections
 import itertools
@@ -12,7 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from bitnet import binarized, evaluate, export, faults, group_train, loop, preemption, provenance, train
+from bitnet import faults
+from bitnet.deploy import export
+from bitnet.workdir import preemption, provenance
+from bitnet.training import binarized, group_train, loop, train
+from bitnet.runs import evaluate
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
 pytestmark = pytest.mark.slow  # end-to-end group runs: the full tier (./launch.sh test --full)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import encodings, export, inference, models, packing
+from bitnet.core import encodings, models
+from bitnet.deploy import export, inference, packing
 
 SIZES = (65, 33)  # odd sizes: padding bits in every layer
 PIXELS = 37

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 
-from bitnet import binarized, train
+from bitnet.training import binarized, train
 from tests import idx_fixtures
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

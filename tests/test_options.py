@@ -16,7 +16,9 @@ import numpy as np
 import optax
 import pytest
 
-from bitnet import binarized, configuration, encodings, export, models, plan, steps
+from bitnet.core import encodings, models
+from bitnet.deploy import export
+from bitnet.training import binarized, configuration, plan, steps
 from configs import default, smoke
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from bitnet import export, packing
+from bitnet.deploy import export, packing
 
 LENGTHS = [1, 31, 32, 33, 784, 1568]
 

@@ -11,7 +11,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import binarized, configuration, data, evaluate, export, loop, plan, preemption, steps, summary, train
+from bitnet.input import data
+from bitnet.deploy import export, summary
+from bitnet.workdir import preemption
+from bitnet.training import binarized, configuration, loop, plan, steps, train
+from bitnet.runs import evaluate
 from configs import smoke
 from experiments import summary as summary_command
 from tests import idx_fixtures, tiny

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from bitnet import configuration, preemption, provenance
+from bitnet.workdir import preemption, provenance
+from bitnet.training import configuration
 from configs import smoke
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import quantizers
+from bitnet.core import quantizers
 
 X = jnp.array([-2.0, -1.0, -0.5, 0.0, 0.3, 1.0, 1.5])
 EXPECTED_GRAD = {

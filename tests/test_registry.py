@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bitnet import configuration, registry
+from bitnet.training import configuration
+from bitnet.runs import registry
 from configs import default
 
 

@@ -25,7 +25,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bitnet import binarized, checkpoints, data, evaluate, export, loop, metrics, preemption, steps, train, workdir_lock
+from bitnet.input import data
+from bitnet.deploy import export
+from bitnet.workdir import checkpoints, metrics, preemption, workdir_lock
+from bitnet.training import binarized, loop, steps, train
+from bitnet.runs import evaluate
 from experiments import cli
 from tests import bad_inputs, idx_fixtures, tiny
 
@@ -437,7 +441,7 @@ def test_busy_workdir_is_refused_naming_the_holder(env, reference, capsys, tmp_p
     assert after == sorted({*before, "lock"})  # the refused runs touched nothing
 
 
-HOLD_LOCK = "import sys, time; from bitnet import workdir_lock\nwith workdir_lock.held(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+HOLD_LOCK = "import sys, time; from bitnet.workdir import workdir_lock\nwith workdir_lock.held(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
 
 
 def test_second_command_is_refused_and_a_killed_holder_releases_the_lock(env, tmp_path):
@@ -516,7 +520,7 @@ def test_full_disk_while_exporting_is_one_line_and_leaves_no_partial_file(refere
         Path(file).write_bytes(b"the first bytes of a model")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
 
-    monkeypatch.setattr(np, "savez_compressed", savez_on_a_full_disk)  # bitnet.export writes with it
+    monkeypatch.setattr(np, "savez_compressed", savez_on_a_full_disk)  # bitnet.deploy.export writes with it
     line = fails_cleanly(capsys, lambda: evaluate.evaluate_workdir(str(workdir)))
     assert line.startswith(f"error: no space left on the disk writing {workdir}/bitwise.npz.tmp.npz (disk mounted at /"), line
     assert "free space there and rerun the same command" in line

@@ -6,8 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from bitnet import configuration, data, evaluate, export, registry, sweep
-from bitnet.metrics import read_metrics_file
+from bitnet.input import data
+from bitnet.deploy import export
+from bitnet.training import configuration
+from bitnet.runs import evaluate, registry, sweep
+from bitnet.workdir.metrics import read_metrics_file
 from experiments import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import data, loop, models, plan, steps
+from bitnet.core import models
+from bitnet.input import data
+from bitnet.training import loop, plan, steps
 from configs import default, smoke
 
 NUM_TRAIN, BATCH, INPUTS = 96, 8, 20

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from bitnet import encodings, export, inference, summary
+from bitnet.core import encodings
+from bitnet.deploy import export, inference, summary
 
 
 def _params(sizes, seed=0):

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bitnet import configuration, registry, sweep
+from bitnet.training import configuration
+from bitnet.runs import registry, sweep
 
 
 def test_expand_names_runs_by_their_values_or_an_explicit_name():
@@ -109,7 +110,7 @@ def test_run_config_reads_overrides_as_the_command_line_does():
 
 def _units(file_name: str, max_size: int = 0) -> list[list[str]]:
     """The run names of each group a sweep file trains as, in order (what experiments.sweep launches)."""
-    from bitnet import group
+    from bitnet.training import group
 
     spec = sweep.load_sweep(os.path.join("configs", file_name))
     runs = sweep.expand(spec.runs)
@@ -134,7 +135,7 @@ SWEEP_FILES = sorted(name for name in os.listdir("configs") if name.startswith("
 def test_every_sweep_file_gives_runs_that_pass_the_config_check(file_name):
     """A sweep prepared for a lent GPU must not fail there on a typo: every run's config is checked, and a run
     that reads another sweep's stage 1 names a run of that sweep (workdirs/<sweep>/<run>)."""
-    from bitnet import group
+    from bitnet.training import group
 
     spec = sweep.load_sweep(os.path.join("configs", file_name))
     runs = sweep.expand(spec.runs)
@@ -208,7 +209,8 @@ def test_a_published_model_is_validated_and_written_compressed_with_the_same_arr
 
     import jax
 
-    from bitnet import encodings, export, inference, models
+    from bitnet.core import encodings, models
+    from bitnet.deploy import export, inference
     from experiments import report
 
     encoding = encodings.get_encoding("bipolar")

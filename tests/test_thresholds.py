@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import binarized, encodings, evaluate, export, inference, models, packing, plan, thresholds
+from bitnet.core import encodings, models, thresholds
+from bitnet.deploy import export, inference, packing
+from bitnet.training import binarized, plan
+from bitnet.runs import evaluate
 from configs import smoke
 from tests.test_results import test_split  # noqa: F401  (a fixture: the real MNIST test images)
 

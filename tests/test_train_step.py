@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bitnet import plan
-from bitnet.steps import cross_entropy, init_state, make_model, make_optimizer, make_schedule, make_train_step
+from bitnet.training import plan
+from bitnet.training.steps import cross_entropy, init_state, make_model, make_optimizer, make_schedule, make_train_step
 from configs import default
 
 STEPS_PER_EPOCH = 10

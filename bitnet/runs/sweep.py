@@ -21,8 +21,11 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from bitnet import configuration, export, provenance, registry, summary
-from bitnet.metrics import read_metrics
+from bitnet.deploy import export, summary
+from bitnet.workdir import provenance
+from bitnet.training import configuration
+from bitnet.runs import registry
+from bitnet.workdir.metrics import read_metrics
 
 _FIELD_SEPARATOR = re.compile(r",(?![^()]*\))")  # commas outside parentheses: hidden_sizes=(2048,2048)
 ERROR_KEYS = ("float_error", "compressed_error", "bitwise_error", "packed_error")
@@ -87,7 +90,7 @@ def run_config(base: str, run: Run) -> ml_collections.ConfigDict:
 
 
 def groups(runs: list[Run], keys: list[Hashable], max_size: int = 0) -> list[list[Run]]:
-    """The runs with equal keys (bitnet.group.group_key: they can train as one program), in the order of each
+    """The runs with equal keys (bitnet.training.group.group_key: they can train as one program), in the order of each
     key's first run, split into groups of at most `max_size` runs (0: no cap)."""
     by_key: dict[Hashable, list[Run]] = {}
     for run, key in zip(runs, keys, strict=True):
@@ -131,7 +134,7 @@ def device_environments(parallel: int, gpus: int) -> list[dict[str, str]]:
 
 def unit_environments(parallel: int | None, grouped: bool, gpus: int) -> list[dict[str, str]]:
     """The environment of each slot a sweep trains its units (groups or single runs) in. By default a grouped sweep
-    trains one unit at a time seeing every visible GPU, over which a group shards its runs (bitnet.group.run_mesh);
+    trains one unit at a time seeing every visible GPU, over which a group shards its runs (bitnet.training.group.run_mesh);
     with `parallel` given, or without groups, `device_environments` (default: one slot per GPU)."""
     if parallel is None and grouped:
         return [{}]
@@ -158,7 +161,7 @@ def _read_json(path: str) -> dict | None:
 
 
 def run_record(workdir: str, sweep_name: str = "", run_name: str = "") -> dict | None:
-    """A registry entry (`bitnet.registry`) for a finished run: its eval.json errors, its config
+    """A registry entry (`bitnet.runs.registry`) for a finished run: its eval.json errors, its config
     without paths, the hardware that trained it and its provenance, the best validation error and
     training time of its last stage, and the stored size of its bitwise model. None without eval.json."""
     result = _read_json(os.path.join(workdir, "eval.json"))
@@ -196,7 +199,7 @@ def results_table(root: str, names: list[str]) -> str:
     of each config on each kind of hardware, every seed listed (`registry.pools_table`).
 
     "packed" is the XNOR-popcount path on the exported model, "best val" the last stage's
-    model-selection error, "stored bits" the packed size as `bitnet.summary` counts it.
+    model-selection error, "stored bits" the packed size as `bitnet.deploy.summary` counts it.
     """
     records, missing = [], []
     for name in names:

@@ -25,10 +25,14 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from bitnet import checkpoints, data, encodings, faults, preemption, steps
+from bitnet import faults
+from bitnet.core import encodings
+from bitnet.input import data
+from bitnet.workdir import checkpoints, preemption
+from bitnet.training import steps
 from bitnet.errors import TrainingError
-from bitnet.metrics import MetricWriter
-from bitnet.plan import Stage
+from bitnet.workdir.metrics import MetricWriter
+from bitnet.training.plan import Stage
 
 CHUNK_SECONDS = 10.0  # work per compiled call at most (about): a signal, or the next ETA, waits no longer
 

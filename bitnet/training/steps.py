@@ -1,6 +1,6 @@
 """The training step of a stage: its model, loss, schedule and optimizer, the jitted step, prediction.
 
-Every function takes a `bitnet.plan.Stage` (or what was built from one), never the config. One
+Every function takes a `bitnet.training.plan.Stage` (or what was built from one), never the config. One
 step is the same for every mode: the stage's loss of the MLP's scores y = f(x; W),
 
     cross_entropy   loss = -mean_i log softmax(y_i)_{label_i}                     (the default)
@@ -8,7 +8,7 @@ step is the same for every mode: the stage's loss of the MLP's scores y = f(x; W
                                                                                   (BinaryNet's)
 
 (f uses tanh(W) in the compressed stage and ternarize(W) with the straight-through estimator in
-the bitwise stage, bitnet.models), one optimizer update of the real-valued parameters W (each
+the bitwise stage, bitnet.core.models), one optimizer update of the real-valued parameters W (each
 kernel's update times 1/H with `layer_lr_scale = "glorot"`, or times 1024/fan_in for every layer
 wider than 1024 but the input layer with `layer_lr_scale = "fan_in"`, the default), then, with `clip_weights = c > 0`,
 every kernel clipped to [-c, c] (or [-c H, c H] with `clip_unit = "glorot"`), where
@@ -27,8 +27,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bitnet import augmentation, configuration, encodings, models
-from bitnet.plan import Stage
+from bitnet.core import encodings, models
+from bitnet.input import augmentation
+from bitnet.training import configuration
+from bitnet.training.plan import Stage
 
 TrainState = dict  # {"params", "opt_state", "step", "totals"} (+ "batch_stats"): a plain pytree, checkpointed as it is
 VARIABLES = ("params", "batch_stats")  # the model's variables in a train state; batch_stats only with batch norm
@@ -259,7 +261,7 @@ def chunk_function(step: Callable) -> Callable:
     gathered on the device from the resident training set, with the dropout key
     fold_in(key, global step), the key single steps get from the loop too. The trip count is a
     traced argument (an XLA while loop), so chunks of every length share one compiled program.
-    (bitnet.group maps it over the runs of a group.)
+    (bitnet.training.group maps it over the runs of a group.)
     """
 
     def train_chunk(
@@ -276,7 +278,7 @@ def chunk_function(step: Callable) -> Callable:
 
 def make_predict(model: models.MLP) -> Callable:
     """(variables, inputs) -> classes; batch norm uses its running statistics (variables["batch_stats"]), which a
-    bitwise net folds into threshold neurons (bitnet.models)."""
+    bitwise net folds into threshold neurons (bitnet.core.models)."""
 
     @jax.jit
     def predict(variables: dict, inputs: jax.Array) -> jax.Array:

@@ -1,7 +1,7 @@
 """Threshold neurons: a bitwise hidden layer's batch norm and sign folded into one integer test per neuron.
 
 A hidden neuron of a bitwise net with batch norm turns its integer pre-activation a (no bias) into
-sign(BN(a)), BN(a) = g (a - m) / sqrt(v + eps) + b (bitnet.models; sign(0) = +1). As a function of
+sign(BN(a)), BN(a) = g (a - m) / sqrt(v + eps) + b (bitnet.core.models; sign(0) = +1). As a function of
 an integer a that is a threshold neuron with an integer threshold T and a sign s in {+1, -1}:
 
     output = +1 if s * a >= T else -1
@@ -17,7 +17,7 @@ outside the reachable range (a huge shift b, a tiny variance or scale).
 "BN(a) >= 0" is decided exactly: in rational arithmetic on the float32 values of g, b, m, v and
 eps = 1/10000, never in rounded floats, so T is the same on every machine. Float32 evaluation of
 BN(a) may round across 0 at an integer a next to the threshold; that is why the bitwise net's
-evaluation-mode hidden layers apply this fold (bitnet.models) instead of BN in float32, and the
+evaluation-mode hidden layers apply this fold (bitnet.core.models) instead of BN in float32, and the
 packed path and the exported file hold the same (T, s): all of them compute the same bits.
 """
 
@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-EPSILON = Fraction(1, 10_000)  # bitnet.models.BN_EPSILON, as the exact rational the fold uses
+EPSILON = Fraction(1, 10_000)  # bitnet.core.models.BN_EPSILON, as the exact rational the fold uses
 # float64 estimates of s * c (c the real threshold) at least this far (relative) from an integer need no exact check:
 # their rounding error is below 1e-15 of the magnitudes involved.
 SAFE_DISTANCE = 1e-9

@@ -9,7 +9,7 @@ stage-1 parameters as they are):
                                                                 straight-through backward to W, b
 
 In bitwise mode, with +-1 (or 0/1) inputs, `a` holds exact small integers: the same numbers the
-packed XNOR-popcount path computes (see `bitnet.inference`).
+packed XNOR-popcount path computes (see `bitnet.deploy.inference`).
 
 `MLP` activations: tanh for compressed, sign with an STE for bitwise, relu or tanh for float.
 For bitwise networks the STE sees a / sqrt(fan_in) (sign is unchanged by a positive scale), so the
@@ -28,7 +28,7 @@ BN(a) unscaled. Layer l's parameters are params["bn{l}"] = {scale, bias} and its
 batch_stats["bn{l}"] = {mean, var}.
 
 A bitwise net with batch norm evaluates its hidden layers as threshold neurons: sign(BN(a)) of the
-integer a, with the running statistics, folded exactly into "+1 iff s a >= T" (bitnet.thresholds).
+integer a, with the running statistics, folded exactly into "+1 iff s a >= T" (bitnet.core.thresholds).
 That is sign(BN(a)) in exact arithmetic; float32 BN could round across 0 next to a threshold, and
 the fold is what the packed path and the bitnet-packed-v2 file compute, so every path agrees.
 """
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bitnet import quantizers, thresholds
+from bitnet.core import quantizers, thresholds
 
 MODES = ("float", "compressed", "bitwise")
 BN_MOMENTUM = 0.9  # running statistics: new = 0.9 old + 0.1 batch (BinaryNet's alpha = 0.1)
@@ -160,7 +160,7 @@ class MLP(nn.Module):
 
 def threshold_sign(a: jax.Array, bn_params: dict, bn_stats: dict, n_in: int) -> jax.Array:
     """+-1 outputs of threshold neurons for integer pre-activations a [..., n] (in float): batch norm
-    and sign folded exactly by `bitnet.thresholds` (on the host: the fold is exact rational
+    and sign folded exactly by `bitnet.core.thresholds` (on the host: the fold is exact rational
     arithmetic, which no accelerator does)."""
     layer = jax.ShapeDtypeStruct(a.shape[-1:], jnp.int32)
 

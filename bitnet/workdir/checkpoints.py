@@ -21,7 +21,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from bitnet import faults, workdir_lock
+from bitnet import faults
+from bitnet.workdir import workdir_lock
 from bitnet.errors import CheckpointError  # defined with the other user errors; still importable from here
 
 

@@ -1,7 +1,7 @@
 """The binarized model: the best bitwise parameters as packed XNOR-popcount words, stored once.
 
-    binarize    bitwise-stage variables -> bitnet-packed-v1 arrays and meta (bitnet.export); -v2, with
-                threshold neurons, for a net with batch norm (bitnet.thresholds)
+    binarize    bitwise-stage variables -> bitnet-packed-v1 arrays and meta (bitnet.deploy.export); -v2, with
+                threshold neurons, for a net with batch norm (bitnet.core.thresholds)
     save, load  WORKDIR/checkpoints/binarized (orbax): the one stored copy of the model
     export_npz  that checkpoint -> a bitnet-packed .npz (e.g. WORKDIR/bitwise.npz) with provenance
 
@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from bitnet import checkpoints, encodings, export, inference
-from bitnet.plan import Stage
+from bitnet.core import encodings
+from bitnet.deploy import export, inference
+from bitnet.workdir import checkpoints
+from bitnet.training.plan import Stage
 
 
 def binarize(stage: Stage, variables: dict, encoding: encodings.Encoding) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

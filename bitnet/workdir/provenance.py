@@ -161,7 +161,7 @@ def _metric_lines(workdir: str) -> int:
 @contextlib.contextmanager
 def segment(workdir: str, data: dict | None = None, **facts: Any) -> Iterator[dict]:
     """Record this process as a segment of the run in `workdir` (whose config.json must exist),
-    with the identity of the data it trained on (`bitnet.data.Splits.identity`), if given.
+    with the identity of the data it trained on (`bitnet.input.data.Splits.identity`), if given.
 
     The segment ends with "status": "finished", "stopped" (SIGTERM/SIGINT, resumable) or "error",
     and "epochs": the epoch lines it added to metrics.jsonl; a process killed outright leaves
@@ -177,7 +177,7 @@ def segment(workdir: str, data: dict | None = None, **facts: Any) -> Iterator[di
         yield ending
         status = "finished"
     except BaseException as error:
-        from bitnet import preemption  # late: avoids a cycle at import
+        from bitnet.workdir import preemption  # late: avoids a cycle at import
 
         if isinstance(error, (preemption.Preempted, KeyboardInterrupt)):
             status = "stopped"

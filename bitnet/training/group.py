@@ -35,8 +35,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bitnet import augmentation, configuration, models, plan, quantizers, steps
-from bitnet.plan import Stage
+from bitnet.core import models, quantizers
+from bitnet.input import augmentation
+from bitnet.training import configuration, plan, steps
+from bitnet.training.plan import Stage
 
 TRACED = ("learning_rate", "weight_decay", "dropout_rate", "input_dropout_rate", "sparsity")  # Hyperparameters that may differ
 AXES = ("vmap", "map")

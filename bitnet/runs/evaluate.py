@@ -19,7 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bitnet import binarized, configuration, data, encodings, export, faults, inference, loop, plan, provenance, steps, workdir_lock
+from bitnet import faults
+from bitnet.core import encodings
+from bitnet.input import data
+from bitnet.deploy import export, inference
+from bitnet.workdir import provenance, workdir_lock
+from bitnet.training import binarized, configuration, loop, plan, steps
 from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 

@@ -2,8 +2,8 @@
 
 Each run gets the complete workdir a run trained alone gets (config.json, metrics.jsonl with
 TensorBoard events, per-stage checkpoints, the binarized model), written by the single run's code
-(bitnet.loop's resume, epoch end and stopped-state save); only the steps run as one compiled chunk
-for all K (bitnet.group). Each metrics line says the group's size: with K > 1 its epoch_seconds is
+(bitnet.training.loop's resume, epoch end and stopped-state save); only the steps run as one compiled chunk
+for all K (bitnet.training.group). Each metrics line says the group's size: with K > 1 its epoch_seconds is
 the group's wall time for the epoch, shared by K runs; the process's provenance segment in each
 run's config.json names the group's runs and size ("group").
 
@@ -13,7 +13,7 @@ after a kill: each run restores its own latest checkpoint; runs that are behind 
 two runs' saves) train alone in the group program until they reach the others, so every run
 follows its uninterrupted data order and keys.
 
-With several devices visible the group's run axis is sharded over them (bitnet.group.run_mesh; the
+With several devices visible the group's run axis is sharded over them (bitnet.training.group.run_mesh; the
 segment's "group" says over how many): the stacked states stay on their devices from chunk to
 chunk, and only at an epoch's end (or a stop) are the runs gathered to the first device, where
 each run's validation and checkpoints happen as on one device.
@@ -30,10 +30,13 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet import configuration, data, faults, group, loop, plan, preemption, provenance, steps, train, workdir_lock
+from bitnet import faults
+from bitnet.input import data
+from bitnet.workdir import preemption, provenance, workdir_lock
+from bitnet.training import configuration, group, loop, plan, steps, train
 from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
-from bitnet.loop import Dataset
-from bitnet.metrics import MetricWriter
+from bitnet.training.loop import Dataset
+from bitnet.workdir.metrics import MetricWriter
 
 
 def train_group(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], axis: str | None = None) -> list[str | None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import ml_collections
 
-from bitnet import encodings, models, quantizers
+from bitnet.core import encodings, models, quantizers
 from bitnet.errors import ConfigError  # defined with the other user errors; still importable from here
 
 RUN_KINDS = ("float", "bitwise")
@@ -153,7 +153,7 @@ def stage1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Arguments of `bitnet.data.load_splits` from config.data ("" and 0 mean unset)."""
+    """Arguments of `bitnet.input.data.load_splits` from config.data ("" and 0 mean unset)."""
     return {
         "name": config.data.name,
         "source_dir": config.data.source_dir or None,

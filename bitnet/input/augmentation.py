@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bitnet import encodings
+from bitnet.core import encodings
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]  # (batch inputs, key) -> batch inputs
 

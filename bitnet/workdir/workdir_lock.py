@@ -8,7 +8,7 @@ While the lock is held nobody else writes in the workdir, so temporary files lef
 interrupted write (`*.tmp`, `*.tmp.npz`) are removed when the lock is taken and released, and
 orbax's temporary folders of unfinished saves (`*.orbax-checkpoint-tmp*`, never read back) when
 it is taken (not on release: an asynchronous save may still be finishing then; a save that fails
-removes its own at once, bitnet.checkpoints).
+removes its own at once, bitnet.workdir.checkpoints).
 """
 
 from __future__ import annotations

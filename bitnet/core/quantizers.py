@@ -90,7 +90,7 @@ def sparsity_mask(w: Array, sparsity: float | Array) -> Array:
     beta is the order statistic |w|_(k), k = floor(sparsity * w.size), over the whole layer, so
     exactly k weights are switched off when magnitudes are distinct. sparsity = 0 gives all ones
     without sorting. `sparsity` may also be k itself as an integer array: a traced count, one per
-    run when runs with different lambdas train as a group (bitnet.group computes it with `num_off`
+    run when runs with different lambdas train as a group (bitnet.training.group computes it with `num_off`
     on the host, since float32 lambda * size can round across an integer).
     """
     count = num_off(sparsity, w.size) if isinstance(sparsity, (int, float)) else sparsity

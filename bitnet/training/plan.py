@@ -37,10 +37,10 @@ class Network:
 
     hidden_sizes: tuple[int, ...]
     num_classes: int
-    mode: str  # float | compressed | bitwise (bitnet.models)
+    mode: str  # float | compressed | bitwise (bitnet.core.models)
     activation: str  # float mode only
     surrogate: str  # bitwise mode only: the STE backward
-    batch_norm: bool = False  # batch norm of each hidden layer's pre-activation (bitnet.models)
+    batch_norm: bool = False  # batch norm of each hidden layer's pre-activation (bitnet.core.models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +73,15 @@ class Stage:
     epochs: int
     batch_size: int
     optimizer: str  # adam | adamw | sgd
-    schedule: str  # cosine | constant | exponential | step (bitnet.steps.make_schedule)
+    schedule: str  # cosine | constant | exponential | step (bitnet.training.steps.make_schedule)
     warmup_epochs: int
     max_shift: int  # random shifts of the training images, in pixels (0: none)
     eval_batch_size: int
     eval_every_epochs: int  # validate (and maybe save the best) every N epochs, and after the last
     checkpoint_every_epochs: int  # save the latest state every N epochs, and after the last
     checkpoint_every_seconds: float  # ... and at the end of an epoch T seconds after the last save (0: off)
-    loss: str = "cross_entropy"  # cross_entropy | squared_hinge (bitnet.steps.LOSSES)
-    layer_lr_scale: str = "none"  # none | glorot (times 1/H) | fan_in (times 1024/fan_in but the input layer): bitnet.steps
+    loss: str = "cross_entropy"  # cross_entropy | squared_hinge (bitnet.training.steps.LOSSES)
+    layer_lr_scale: str = "none"  # none | glorot (times 1/H) | fan_in (times 1024/fan_in but the input layer): bitnet.training.steps
     clip_unit: str = "absolute"  # absolute | glorot: clip_weights is a value, or a multiple of each kernel's H
 
 

@@ -2,7 +2,7 @@
 
 Every finished run of a published config is one entry: its errors, its config, the data it was
 measured on (name and IDX checksums), the hardware it trained on and its provenance (code
-commits, library versions; `bitnet.provenance`). Runs are pooled by their config without the
+commits, library versions; `bitnet.workdir.provenance`). Runs are pooled by their config without the
 seed and without paths (data folders, workdirs, a shared stage-1 workdir; fields added later read
 as their old behaviour), by their data's checksums, and by the kind of hardware, so
 a mean +- std never mixes configs or machines and never depends on run names. Tables list every
@@ -22,7 +22,7 @@ import statistics
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from bitnet import configuration
+from bitnet.training import configuration
 
 # Not part of what a run IS: the seed varies within a pool; paths name where, not what; the
 # checkpoint cadence only says when the latest state is saved (a resumed run ends bit for bit as an
