@@ -12,7 +12,7 @@ by tests/test_layout.py):
   workdir/    workdir_lock, provenance, checkpoints (orbax), metrics, preemption (SIGTERM saves)
   training/   configuration, plan (config -> stages), steps (the jitted step and chunk), loop (one
               stage), group (K runs in one program), binarized (the packed model a run ends with),
-              train (train_and_evaluate), group_train (train_group)
+              train (train_runs for K >= 1 runs; train_and_evaluate, a run alone)
   runs/       evaluate (test errors), sweep (expand, group, tabulate), registry (published runs)
 
 The names users call keep their short paths: bitnet.inference, bitnet.export, bitnet.summary,

@@ -1,4 +1,4 @@
-"""Train some runs of a sweep as one group: one process, one compiled program for all (bitnet.training.group_train).
+"""Train some runs of a sweep as one group: one process, one compiled program for all (bitnet.training.train.train_runs).
 
     python -m experiments.train_group --sweep configs/sweep_table1.py --workdir_root W --runs a,b,c
 
@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bitnet.training import group, group_train
+from bitnet.training import group, train
 from bitnet.runs import sweep
 from experiments import cli
 
@@ -29,11 +29,11 @@ def main(argv):
     runs = cli.run_cleanly(lambda: sweep.select(sweep.expand(spec.runs), _RUNS.value))
     configs = cli.run_cleanly(lambda: [sweep.run_config(spec.base, run) for run in runs])
     workdirs = [os.path.join(_ROOT.value, run.name) for run in runs]
-    errors = cli.run_cleanly(lambda: group_train.train_group(configs, workdirs, _AXIS.value))
-    for run, error in zip(runs, errors):
-        if error is not None:
-            print(f"error: [{run.name}] {error}", file=sys.stderr)
-    if any(errors):
+    outcomes = cli.run_cleanly(lambda: train.train_runs(configs, workdirs, axis=_AXIS.value))
+    for run, outcome in zip(runs, outcomes):
+        if outcome.error is not None:
+            print(f"error: [{run.name}] {outcome.error}", file=sys.stderr)
+    if any(outcome.error for outcome in outcomes):
         sys.exit(1)
 
 

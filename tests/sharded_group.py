@@ -1,4 +1,4 @@
-"""A child process of tests/test_group_sharding.py: train groups of the tiny config (bitnet.training.group_train) on the devices
+"""A child process of tests/test_group_sharding.py: train groups of the tiny config (bitnet.training.train.train_runs) on the devices
 this process sees (XLA_FLAGS, set by the parent before JAX starts) and print, as JSON, how each chunk's states were
 placed: on how many devices, and how many runs on each.
 
@@ -16,7 +16,7 @@ import sys
 
 import jax
 
-from bitnet.training import group, group_train
+from bitnet.training import group, train
 from tests import tiny
 
 MAKE_GROUP_CHUNK = group.make_group_chunk  # before record_placements wraps it
@@ -56,7 +56,8 @@ def main(source_dir: str, data_dir: str, root: str, *groups: str) -> None:
         axis, size = name.split(":")
         record_placements(placements.setdefault(name, []))
         workdirs = [os.path.join(root, f"{axis}-k{size}", f"run{run}") for run in range(int(size))]
-        assert group_train.train_group(configs(source_dir, data_dir, int(size)), workdirs, axis) == [None] * int(size)
+        outcomes = train.train_runs(configs(source_dir, data_dir, int(size)), workdirs, axis=axis)
+        assert [outcome.error for outcome in outcomes] == [None] * int(size)
     print(json.dumps({"device_count": jax.device_count(), "placements": placements}))
 
 

@@ -57,7 +57,7 @@ def assert_close(a, b, tolerance):
 @pytest.mark.slow  # full tier: ./launch.sh test --full
 def test_runs_of_a_group_train_as_alone():
     """Per run its seed (data order, dropout keys) and traced numbers: learning rate, dropout rate and lambda > 0
-    (beta per run and per layer). After 1 and 10 steps, with either run axis, as alone within 1e-6 (bitnet.training.group_train's
+    (beta per run and per layer). After 1 and 10 steps, with either run axis, as alone within 1e-6 (bitnet.training.train.train_runs's
     tests: bit for bit on the CPU for runs differing in seed only)."""
     stages = runs("bitwise", learning_rate=(1e-3, 3e-3, None), dropout_rate=(0.0, 0.5, None), sparsity=(0.1, 0.29, None))[:2]
     assert group.varying(stages) == ("learning_rate", "dropout_rate", "sparsity")

@@ -1,4 +1,4 @@
-"""The group pipeline (bitnet.training.group_train) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
+"""The run pipeline with K > 1 runs (bitnet.training.train.train_runs) end to end on the synthetic IDX data: workdirs as alone, divergence, SIGKILL."""
 
 import collections
 import itertools
@@ -15,7 +15,8 @@ import pytest
 from bitnet import faults
 from bitnet.deploy import export
 from bitnet.workdir import preemption, provenance
-from bitnet.training import binarized, group_train, loop, train
+from bitnet.training import binarized, loop, train
+from bitnet.errors import ERROR_FILE
 from bitnet.runs import evaluate
 from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
 
@@ -29,6 +30,11 @@ def seeds(source, data_dir, count=2):
         config.seed = seed
         configs.append(config)
     return configs
+
+
+def errors(configs, workdirs):
+    """Each run's error (None: it finished) when `configs` train as one group in `workdirs`."""
+    return [outcome.error for outcome in train.train_runs(configs, workdirs)]
 
 
 def alone_lines(workdir):
@@ -46,7 +52,7 @@ def grouped(synthetic, tmp_path_factory):
     """Two seeds of the tiny bitwise config trained as one group."""
     root = tmp_path_factory.mktemp("group")
     workdirs = [str(root / f"seed{seed}") for seed in range(2)]
-    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    assert errors(seeds(*synthetic), workdirs) == [None, None]
     return workdirs
 
 
@@ -71,13 +77,13 @@ def test_a_diverging_run_stops_alone(synthetic, tmp_path):
         config.stage1.optimizer = "sgd"
         config.stage1.learning_rate = learning_rate
     workdirs = [str(tmp_path / "diverges"), str(tmp_path / "fine")]
-    errors = group_train.train_group(configs, workdirs)
-    assert "loss became non-finite at step" in errors[0] and "\n" not in errors[0] and errors[1] is None
-    with open(os.path.join(workdirs[0], group_train.ERROR_FILE)) as file:
-        assert file.read() == f"error: {errors[0]}\n"
-    assert [(s["status"], s.get("error")) for s in map(lambda w: provenance.read_segments(w)[-1], workdirs)] == [("error", errors[0]), ("finished", None)]
+    stopped, finished = errors(configs, workdirs)
+    assert "loss became non-finite at step" in stopped and "\n" not in stopped and finished is None
+    with open(os.path.join(workdirs[0], ERROR_FILE)) as file:
+        assert file.read() == f"error: {stopped}\n"
+    assert [(s["status"], s.get("error")) for s in map(lambda w: provenance.read_segments(w)[-1], workdirs)] == [("error", stopped), ("finished", None)]
     assert [line["epoch"] for line in metric_lines(workdirs[1])] == [1, 2]
-    assert not os.path.exists(os.path.join(workdirs[1], group_train.ERROR_FILE))
+    assert not os.path.exists(os.path.join(workdirs[1], ERROR_FILE))
 
 
 def test_a_killed_sweep_resumes_its_group_to_the_same_models(synthetic, grouped, tmp_path):
@@ -121,11 +127,11 @@ def test_a_stopped_group_resumes_to_the_same_models(synthetic, grouped, tmp_path
     checks = itertools.count()
     monkeypatch.setattr(preemption, "requested", lambda: "SIGTERM" if next(checks) >= 30 else None)
     with pytest.raises(preemption.Preempted, match="stopped by SIGTERM"):
-        group_train.train_group(seeds(*synthetic), workdirs)
+        train.train_runs(seeds(*synthetic), workdirs)
     steps_saved = {os.listdir(os.path.join(workdir, "checkpoints", "bitwise", "latest"))[0] for workdir in workdirs}
     assert len(steps_saved) == 1 and int(steps_saved.pop()) % 12  # both at one step, mid-epoch (12 steps per epoch)
     monkeypatch.undo()
-    assert group_train.train_group(seeds(*synthetic), workdirs) == [None, None]
+    assert errors(seeds(*synthetic), workdirs) == [None, None]
     for resumed, uninterrupted in zip(workdirs, grouped):
         assert alone_lines(resumed) == alone_lines(uninterrupted)
         assert_same_models(resumed, uninterrupted)
@@ -143,13 +149,13 @@ def test_a_group_stopped_at_an_epoch_end_saves_every_latest(synthetic, grouped, 
     monkeypatch.setattr(faults, "_armed", faults.parse(fault))
     monkeypatch.setattr(faults, "_reached", collections.Counter())
     with pytest.raises(preemption.Preempted, match="stopped by SIGTERM in stage compressed") as stopped:
-        group_train.train_group(configs, workdirs)
+        train.train_runs(configs, workdirs)
     for workdir in workdirs:
         [line] = metric_lines(workdir)  # epoch 1's
         assert f" at step {line['step']};" in str(stopped.value)
         assert os.listdir(os.path.join(workdir, "checkpoints", "compressed", "latest")) == [str(line["step"])]
     monkeypatch.undo()
-    assert group_train.train_group(configs, workdirs) == [None, None]
+    assert errors(configs, workdirs) == [None, None]
     for resumed, uninterrupted in zip(workdirs, grouped):
         assert alone_lines(resumed) == alone_lines(uninterrupted)
         assert_same_models(resumed, uninterrupted)

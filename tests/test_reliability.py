@@ -27,7 +27,8 @@ import pytest
 
 from bitnet.input import data
 from bitnet.deploy import export
-from bitnet.workdir import checkpoints, metrics, preemption, workdir_lock
+from bitnet.errors import ERROR_FILE
+from bitnet.workdir import checkpoints, metrics, preemption, provenance, workdir_lock
 from bitnet.training import binarized, loop, steps, train
 from bitnet.runs import evaluate
 from experiments import cli
@@ -297,6 +298,8 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(env, 
     result = run(env, train_args(env, workdir, *float_run, "--config.stage1.learning_rate=1e30", "--overwrite"))
     last = assert_one_line_error(result, "loss became non-finite at step", "(epoch 2)", "last good checkpoint")
     assert int(re.search(r"at step (\d+)", last)[1]) > STEPS_PER_EPOCH
+    assert (workdir / ERROR_FILE).read_text() == f"{last}\n"  # a run alone records its error as a group's runs do
+    assert provenance.read_segments(workdir)[-1]["status"] == "error"
     assert saved_steps(workdir, "float") == [STEPS_PER_EPOCH]
     assert_trees_equal(stored_state(workdir, "float", "latest")[1], good_state)
     assert [m["epoch"] for m in metric_lines(workdir)] == [1]

@@ -1,7 +1,8 @@
-"""The training loop of one stage: chunks of steps, validation, checkpoints, preemption, metrics, ETA.
+"""The training loop of one stage of K >= 1 runs: chunks of steps, validation, checkpoints, preemption, metrics, ETA.
 
 An epoch runs as chunks: each chunk is one compiled call of `steps.make_train_chunk` (a device loop
-over steps, batches gathered on the device), sized from the measured step time to about
+over steps, batches gathered on the device; a run alone compiles it with no run axis, K runs as
+`bitnet.training.group.make_group_chunk`, the same chunk mapped over a run axis), sized from the measured step time to about
 CHUNK_SECONDS of work, so the host checks for a stop request and reports progress within seconds
 while a chunk's steps run without Python in between. Resumable: it starts from the stage's latest
 checkpoint if there is one (a finished stage trains nothing more), drops the metric lines written
@@ -10,16 +11,18 @@ epoch and step, whatever the chunking) as an uninterrupted run, so both end with
 parameters, bit for bit. Each epoch ends with a metrics line; every `eval_every_epochs` a
 validation (a new lowest validation error is saved as best at once) and every
 `checkpoint_every_epochs` (or `checkpoint_every_seconds`) the latest state; the last epoch does
-all three. SIGTERM saves the latest state at the end of the running chunk and raises
-`preemption.Preempted`.
+all three, for each run. SIGTERM saves the latest state of every run at the end of the running
+chunk and raises `preemption.Preempted`. A run whose loss becomes non-finite stops alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +32,7 @@ from bitnet import faults
 from bitnet.core import encodings
 from bitnet.input import data
 from bitnet.workdir import checkpoints, preemption
-from bitnet.training import steps
+from bitnet.training import group, steps
 from bitnet.errors import TrainingError
 from bitnet.workdir.metrics import MetricWriter
 from bitnet.training.plan import Stage
@@ -76,46 +79,92 @@ class Pace:
         return time.time() - self.logged >= CHUNK_SECONDS / 2
 
 
-def run_stage(stage: Stage, workdir: str, dataset: Dataset, init_variables: dict | None, writer: MetricWriter) -> dict:
-    """Train one stage to the end (resuming if a checkpoint exists); return its best model variables."""
+def run_stage(
+    stages: Sequence[Stage], workdirs: Sequence[str], dataset: Dataset, inits: Sequence[dict | None],
+    writers: Sequence[MetricWriter], axis: str | None = None,
+) -> list[dict | str]:
+    """Train one stage of K >= 1 runs to the end, each resuming from its own latest checkpoint; per run its best
+    model variables, or the one-line error that stopped it (a diverging run stops alone, the others train on).
+
+    Runs that are behind the others after a resume (a kill between two runs' saves) train alone until they
+    reach them, so every run follows its uninterrupted data order and keys.
+    """
+    size, stage = len(stages), stages[0]
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
-    model = steps.make_model(stage)
-    schedule = steps.make_schedule(stage, steps_per_epoch)
-    optimizer = steps.make_optimizer(stage, schedule)
-    seed_key = steps.stage_key(stage)
-    state = steps.init_state(model, optimizer, seed_key, dataset.train_inputs[:1], init_variables)
-
-    state, best_error = resume(stage, workdir, state, writer, steps_per_epoch)
-    first_step = int(state["step"])
-
+    total_steps = stage.epochs * steps_per_epoch
+    models = [steps.make_model(run) for run in stages]
+    schedules = [steps.make_schedule(run, steps_per_epoch) for run in stages]
+    optimizers = [steps.make_optimizer(run, schedule) for run, schedule in zip(stages, schedules)]
+    keys = [steps.stage_key(run) for run in stages]
+    states, best, first = [], [], []
+    for run, workdir, writer, model, optimizer, key, init in zip(stages, workdirs, writers, models, optimizers, keys, inits, strict=True):
+        state = steps.init_state(model, optimizer, key, dataset.train_inputs[:1], init)
+        state, best_error = resume(run, workdir, state, writer, steps_per_epoch)
+        states.append(state), best.append(best_error), first.append(int(state["step"]))
+    predicts: dict[float, Callable] = {}  # one compiled prediction per lambda: it is all a prediction depends on besides shapes
+    pace = Pace(min(first), total_steps)
+    extra = {"group_size": size} if size > 1 else {}
+    labels = [f"[{os.path.basename(workdir)}] " if size > 1 else "" for workdir in workdirs]
+    ends = [
+        EpochEnd(run, workdir, writer, dataset, predicts.setdefault(run.hyper.sparsity, steps.make_predict(model)), schedule,
+                 steps_per_epoch, first_step, pace, extra, label)
+        for run, workdir, writer, model, schedule, first_step, label in zip(stages, workdirs, writers, models, schedules, first, labels)
+    ]
     augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
-    train_chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
-    predict = steps.make_predict(model)
-    pace = Pace(first_step, stage.epochs * steps_per_epoch)
-    epoch_end = EpochEnd(stage, workdir, writer, dataset, predict, schedule, steps_per_epoch, first_step, pace)
-    saved_at = time.time()
-    for epoch in range(first_step // steps_per_epoch + 1, stage.epochs + 1):
+    program = _Alone(stage, models[0], optimizers[0], augment, keys[0], dataset) if size == 1 else _Group(stages, steps_per_epoch, augment, keys, dataset, axis)
+    results: list[dict | str | None] = [None] * size
+    saved_at = [time.time()] * size
+    held = program.hold(states)
+    position = list(first)
+    while True:
+        live = [run for run in range(size) if results[run] is None and position[run] < total_steps]
+        if not live:
+            break
+        low = min(position[run] for run in live)
+        epoch = low // steps_per_epoch + 1
+        epoch_end_step = epoch * steps_per_epoch
+        target = min([epoch_end_step] + [position[run] for run in live if position[run] > low])
+        active = [run in live and position[run] == low for run in range(size)]
+        orders = [data.batch_indices(run.seed, epoch, num_train, run.batch_size) for run in stages]
+        segment = program.segment(active, orders)
         epoch_start = time.time()
-        order = jnp.asarray(data.batch_indices(stage.seed, epoch, num_train, stage.batch_size))
-        row = int(state["step"]) - (epoch - 1) * steps_per_epoch
-        while row < steps_per_epoch:
-            count, chunk_start = min(pace.chunk_steps, steps_per_epoch - row), time.time()
-            state = train_chunk(state, dataset.train_inputs, dataset.train_labels, order, row, count, seed_key)
-            row = int(state["step"]) - (epoch - 1) * steps_per_epoch  # waits for the chunk
+        while low < target:
+            count, chunk_start = min(pace.chunk_steps, target - low), time.time()
+            held = program.train(held, segment, low - (epoch - 1) * steps_per_epoch, count)
+            low = program.step_of(held, active.index(True))  # waits for the chunk
             pace.measured(count, time.time() - chunk_start)
-            if row == steps_per_epoch:
+            if low == epoch_end_step:
                 faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
-            if row < steps_per_epoch and preemption.requested():  # after an epoch's last step: finish the epoch first
-                save_stopped(stage, workdir, state, epoch, best_error)
-                raise preempted(workdir, stage, int(state["step"]))
-            if row < steps_per_epoch and pace.log_due():  # long epochs: progress within seconds
-                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs, row, steps_per_epoch, pace.eta(int(state["step"])))
-        state, best_error, saved_at = epoch_end(state, epoch, time.time() - epoch_start, best_error, saved_at)
-        if preemption.requested():  # it may have come after the epoch's end chose not to save the latest state
-            save_stopped(stage, workdir, state, epoch + 1, best_error)  # (nothing to do if it did)
-            raise preempted(workdir, stage, int(state["step"]))
-    return best_variables(stage, workdir, dataset.input_size)
+            if low < epoch_end_step and preemption.requested():  # after an epoch's last step: finish the epoch first
+                per_run = program.release(held)
+                for run in range(size):
+                    if active[run]:
+                        with _stopping(results, run):
+                            save_stopped(stages[run], workdirs[run], per_run[run], epoch, best[run])
+                raise preempted(workdirs[0], stage, low)
+            if low < epoch_end_step and pace.log_due():  # long epochs: progress within seconds
+                logging.info("%s%s epoch %d/%d  step %d/%d  ETA %s", labels[0] if size == 1 else "", stage.name, epoch, stage.epochs,
+                             low - (epoch - 1) * steps_per_epoch, steps_per_epoch, pace.eta(low))
+        for run in range(size):
+            position[run] = low if active[run] else position[run]
+        if low < epoch_end_step:
+            continue  # caught up with a run that stopped mid-epoch: on together
+        seconds = time.time() - epoch_start
+        per_run = program.release(held)
+        for run in range(size):
+            if active[run]:
+                with _stopping(results, run):
+                    per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
+        held = program.hold(per_run)
+        if preemption.requested():  # it may have come after a run's epoch end chose not to save its latest state
+            for run in range(size):
+                if active[run] and results[run] is None:
+                    save_stopped(stages[run], workdirs[run], per_run[run], epoch + 1, best[run])  # (nothing to do if it did)
+            raise preempted(workdirs[0], stage, low)
+    return [result if result is not None else best_variables(run, workdir, dataset.input_size)
+            for result, run, workdir in zip(results, stages, workdirs)]
+
 
 
 def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWriter, steps_per_epoch: int) -> tuple[steps.TrainState, float]:
@@ -233,3 +282,63 @@ def preempted(workdir: str, stage: Stage, step: int) -> preemption.Preempted:
 def _format_duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _Alone:
+    """How a run alone trains: the single run's compiled chunk, with no run axis (bit for bit as before groups)."""
+
+    def __init__(self, stage: Stage, model, optimizer, augment, key: jax.Array, dataset: Dataset):
+        self.chunk = steps.make_train_chunk(model, optimizer, augment, loss=steps.make_loss(stage), project=steps.make_projection(stage))
+        self.key, self.dataset = key, dataset
+
+    def hold(self, states: list) -> steps.TrainState:
+        return states[0]
+
+    def release(self, held: steps.TrainState) -> list:
+        return [held]
+
+    def step_of(self, held: steps.TrainState, run: int) -> int:
+        return int(held["step"])
+
+    def segment(self, active: list[bool], orders: list) -> jax.Array:
+        return jnp.asarray(orders[0])
+
+    def train(self, held: steps.TrainState, order: jax.Array, start_row: int, count: int) -> steps.TrainState:
+        return self.chunk(held, self.dataset.train_inputs, self.dataset.train_labels, order, start_row, count, self.key)
+
+
+class _Group:
+    """How K > 1 runs train: stacked on a run axis in one compiled chunk (bitnet.training.group), sharded over the
+    visible devices; gathered to the first device at an epoch's end or a stop."""
+
+    def __init__(self, stages: Sequence[Stage], steps_per_epoch: int, augment, keys: list, dataset: Dataset, axis: str | None):
+        self.size, self.mesh = len(stages), group.run_mesh(len(stages))
+        self.chunk = group.make_group_chunk(stages, steps_per_epoch, augment, axis, self.mesh)
+        self.values = group.spread(group.per_run_values(stages, dataset.input_size), self.mesh)
+        self.keys = group.spread(jnp.stack(keys), self.mesh)
+        self.inputs, self.labels = group.replicate((dataset.train_inputs, dataset.train_labels), self.mesh)
+
+    def hold(self, states: list):
+        return group.spread(group.stack(states), self.mesh)
+
+    def release(self, held) -> list:
+        return group.unstack(group.gather(held, self.size, self.mesh))
+
+    def step_of(self, held, run: int) -> int:
+        return int(held["step"][run])
+
+    def segment(self, active: list[bool], orders: list) -> tuple:
+        return group.spread_mask(active, self.mesh), group.spread(jnp.stack([jnp.asarray(order) for order in orders]), self.mesh)
+
+    def train(self, held, segment: tuple, start_row: int, count: int):
+        active, orders = segment
+        return self.chunk(held, self.values, active, self.inputs, self.labels, orders, start_row, count, self.keys)
+
+
+@contextlib.contextmanager
+def _stopping(results: list, run: int):
+    """Record a TrainingError of run `run` as its result (it stops; the others go on)."""
+    try:
+        yield
+    except TrainingError as error:
+        results[run] = str(error)

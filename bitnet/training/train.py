@@ -1,32 +1,135 @@
-"""The run pipeline: `train_and_evaluate(config, workdir)` trains the stages of a config's plan, resumably.
+"""The run pipeline for K >= 1 runs: `train_runs(configs, workdirs)`, and `train_and_evaluate(config, workdir)`, a
+group of one.
 
-    check the config and the workdir  ->  load and encode the data once  ->  for each stage of
-    bitnet.training.plan: start it (random / previous stage's best / finished elsewhere) and run its loop
-    (bitnet.training.loop)  ->  store the binarized model (bitnet.training.binarized; threshold neurons with batch norm)
+    check each config and workdir  ->  load and encode the data once  ->  for each stage of
+    bitnet.training.plan: start it (random / previous stage's best / finished elsewhere) and run
+    its loop for all runs at once (bitnet.training.loop.run_stage)  ->  store each run's binarized
+    model (bitnet.training.binarized; threshold neurons with batch norm)
 
-Each epoch writes a metrics line (WORKDIR/metrics.jsonl and TensorBoard events under
-WORKDIR/tensorboard) and the stage's latest/best orbax checkpoints. Rerunning the same command
-resumes from the latest checkpoint; a finished stage is not redone. Parameters, dropout keys and
-data order all derive from config.seed, so a resumed run follows the uninterrupted one.
+Each run gets a complete workdir of its own: config.json (with a provenance segment per process),
+metrics.jsonl with TensorBoard events, per-stage latest/best orbax checkpoints, the binarized model.
+Rerunning the same command resumes from each run's latest checkpoint; a finished stage is not
+redone. Parameters, dropout keys and data order derive from each run's seed, so a resumed run follows
+the uninterrupted one, and a run in a group ends bit for bit as alone (on the CPU, `map` axis).
+
+A run alone compiles the single run's chunk (no run axis). K runs that differ only in the seed and
+`bitnet.training.group.TRACED` numbers train as one compiled chunk; each metrics line then says the
+group's size (`group_size`, its epoch_seconds the group's wall time, shared by K runs) and each
+run's provenance segment names the group ("group"). A run whose loss becomes non-finite stops alone:
+its one-line error goes to WORKDIR/error.txt, it trains no later stage and gets no binarized model;
+the others train on. `train_and_evaluate` raises that error as a TrainingError.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
+from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
 from bitnet.input import augmentation, data
 from bitnet.deploy import summary
 from bitnet.workdir import preemption, provenance, workdir_lock
-from bitnet.training import binarized, configuration, loop, plan, steps
-from bitnet.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: importable from here, as before)
+from bitnet.training import binarized, configuration, group, loop, plan, steps
 from bitnet.training.loop import Dataset
 from bitnet.workdir.metrics import MetricWriter
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one run ended: its last stage's best model variables, or the one-line error that stopped it."""
+
+    variables: dict | None = None
+    error: str | None = None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
+    """Train every stage of `config` in `workdir` (resuming): a group of one. The last stage's best variables;
+    TrainingError if the loss diverged."""
+    (outcome,) = train_runs([config], [workdir], overwrite=overwrite)
+    if outcome.error is not None:
+        raise TrainingError(outcome.error)
+    return outcome.variables
+
+
+def train_runs(
+    configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], overwrite: bool = False, axis: str | None = None,
+) -> list[Outcome]:
+    """Train the runs `configs` in `workdirs` (resuming) as one group, holding every workdir's lock; one Outcome per
+    run. `overwrite`: replace a differing config.json (checkpoints stay and must fit); `axis`: how K > 1 runs share
+    the program (bitnet.training.group.AXES; default by platform)."""
+    with contextlib.ExitStack() as locks:
+        for workdir in workdirs:
+            locks.enter_context(workdir_lock.held(workdir))
+        return _train_runs(configs, workdirs, overwrite, axis)
+
+
+def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], overwrite: bool, axis: str | None) -> list[Outcome]:
+    for config, workdir in zip(configs, workdirs, strict=True):
+        configuration.check(config)
+        configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
+        configuration.stage1_workdir(config, workdir)  # a shared stage 1 must fit this config
+    if len({group.group_key(config) for config in configs}) > 1:
+        raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
+    plans = [plan.plan(config) for config in configs]
+    dataset = load_dataset(configs[0])
+    for stages in plans:
+        check_fits_data(stages, dataset)
+    for config, workdir in zip(configs, workdirs):
+        os.makedirs(workdir, exist_ok=True)
+        configuration.write_or_check(config, workdir, overwrite)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
+    logging.info(
+        "data: %d train, %d validation examples, encoding %s (%d inputs)",
+        dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
+    )
+    _log_summary(plans[0][-1], dataset)
+    size = len(configs)
+    errors: list[str | None] = [None] * size
+    variables: list[dict | None] = [None] * size
+    with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
+        facts = {} if size == 1 else {"group": _group_facts(workdirs)}
+        endings = [exits.enter_context(provenance.segment(workdir, data=dataset.identity, **facts)) for workdir in workdirs]
+        writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
+        for index in range(len(plans[0])):
+            live = [run for run in range(size) if errors[run] is None]
+            if not live:
+                break
+            stages = [plans[run][index] for run in live]
+            if stages[0].start == plan.FINISHED:
+                for run, stage in zip(live, stages):
+                    variables[run] = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
+                    logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
+                continue
+            inits = [variables[run] if stage.start == plan.PREVIOUS else None for run, stage in zip(live, stages)]
+            results = loop.run_stage(stages, [workdirs[run] for run in live], dataset, inits, [writers[run] for run in live], axis)
+            for run, result in zip(live, results):
+                if isinstance(result, str):
+                    errors[run] = result
+                    endings[run].update(status="error", error=result)
+                    _write_text(os.path.join(workdirs[run], ERROR_FILE), f"error: {result}\n")
+                    if size > 1:  # alone, the caller reports it
+                        logging.error("%s: %s", workdirs[run], result)
+                else:
+                    variables[run] = result
+        for run, stages in enumerate(plans):
+            if errors[run] is None:
+                save_binarized(stages, variables[run], workdirs[run], dataset)
+    logging.info("training done: %s" if size == 1 else "group of %d done: %d finished", *((workdirs[0],) if size == 1 else (size, errors.count(None))))
+    return [Outcome(variables=variables[run], error=errors[run]) for run in range(size)]
+
+
+def _group_facts(workdirs: Sequence[str]) -> dict:
+    """The provenance of a group: its runs, its size and the devices its run axis is sharded over."""
+    mesh = group.run_mesh(len(workdirs))
+    return {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
@@ -59,35 +162,6 @@ def check_fits_data(stages: tuple[plan.Stage, ...], dataset: Dataset) -> None:
                 raise ConfigError(f"config.{stage.field}.max_shift={stage.max_shift}: {error}") from None
 
 
-@workdir_lock.holding_workdir  # one run at a time per workdir
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
-    """Train every stage of `config` in `workdir` (resuming), store checkpoints; return the last stage's best variables."""
-    configuration.check(config)
-    configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
-    configuration.stage1_workdir(config, workdir)  # a shared stage 1 must fit this config
-    stages = plan.plan(config)
-    dataset = load_dataset(config)
-    check_fits_data(stages, dataset)
-    os.makedirs(workdir, exist_ok=True)
-    configuration.write_or_check(config, workdir, overwrite)
-    logging.info(
-        "data: %d train, %d validation examples, encoding %s (%d inputs)",
-        dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
-    )
-    _log_summary(stages[-1], dataset)
-    variables = None
-    with provenance.segment(workdir, data=dataset.identity), preemption.stop_on_sigterm(), contextlib.closing(MetricWriter(workdir)) as writer:
-        for stage in stages:
-            if stage.start == plan.FINISHED:
-                variables = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
-                logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
-                continue
-            variables = loop.run_stage(stage, workdir, dataset, variables if stage.start == plan.PREVIOUS else None, writer)
-        save_binarized(stages, variables, workdir, dataset)
-    logging.info("training done: %s", workdir)
-    return variables
-
-
 def save_binarized(stages: tuple[plan.Stage, ...], variables: dict, workdir: str, dataset: Dataset) -> None:
     """Store the binarized model of a run whose last stage is bitwise, with its training provenance."""
     final = plan.binarized_stage(stages)
@@ -102,3 +176,9 @@ def _log_summary(stage: plan.Stage, dataset: Dataset) -> None:
     params = steps.make_model(stage).init(jax.random.key(0), dataset.train_inputs[:1])["params"]  # sizes; lambda sets the zeros
     rows = summary.summarize_params(params, stage.hyper.sparsity, dataset.encoding.bit_values or "bipolar", stage.network.mode)
     logging.info("model summary (%s network):\n%s", stage.network.mode, summary.format_summary(rows))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as file:
+        file.write(text)
+    os.replace(path + ".tmp", path)
