@@ -14,6 +14,8 @@ its best-by-validation parameters and runs noisy backpropagation. Any field is o
 
 import ml_collections
 
+from bitnet.training import options
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -39,56 +41,42 @@ def get_config() -> ml_collections.ConfigDict:
     # a bitwise net with it evaluates and exports its hidden layers as threshold neurons (bitnet-packed-v2).
     config.model.batch_norm = False
 
-    # Stage 1: the compressed real-valued net (or the float net of a float run).
-    config.stage1 = ml_collections.ConfigDict()
-    config.stage1.epochs = 60  # a better stage 1 is the main lever for the bitwise net
-    config.stage1.batch_size = 100
-    config.stage1.optimizer = "adam"  # adam | adamw | sgd (momentum 0.9)
-    config.stage1.learning_rate = 1e-3
-    config.stage1.schedule = "cosine"  # cosine | constant | exponential | step (after warmup, over the stage)
-    config.stage1.final_learning_rate = 0.0  # cosine, exponential: the rate at the last step (exponential: > 0)
-    config.stage1.decay_factor = 0.5  # step: the rate is multiplied by this every decay_every_epochs epochs
-    config.stage1.decay_every_epochs = 40
-    config.stage1.warmup_epochs = 0
-    config.stage1.weight_decay = 0.0  # adamw only
-    config.stage1.dropout_rate = 0.2  # hidden activations
-    config.stage1.input_dropout_rate = 0.1
-    config.stage1.max_shift = 0  # >0: shift training images by up to this many pixels (not in the paper)
-    config.stage1.eval_every_epochs = 1  # validate every N epochs (and after the last): best-model candidates
-    # (by epochs only, never by seconds: the model a run selects must not depend on the machine's speed)
-    config.stage1.checkpoint_every_epochs = 1  # save the latest state every N epochs (and after the last)
-    config.stage1.checkpoint_every_seconds = 0.0  # also at an epoch's end once this long after the last save (0: off)
-    config.stage1.loss = "cross_entropy"  # cross_entropy (softmax) | squared_hinge (BinaryNet's, +-1 targets)
-    config.stage1.layer_lr_scale = "fan_in"  # kernel updates of layers wider than 1024 times 1024/fan_in (1 up to 1024); glorot: 1/H (BinaryNet)
-    config.stage1.clip_weights = 0.0  # > 0: clip kernels to [-c, c] after every update (0: off)
-    config.stage1.clip_unit = "absolute"  # glorot: c is in units of each kernel's H (BinaryNet's H="Glorot")
+    # Stage 1: the compressed real-valued net (or the float net of a float run). Its fields, each declared
+    # once in bitnet/training/options.py (type, default, allowed values, check), at their defaults:
+    # <options:stage1>
+    #   epochs = 60                               # stage 1: a better stage 1 is the main lever for the bitwise net
+    #   batch_size = 100
+    #   optimizer = 'adam'                        # adam | adamw | sgd (momentum 0.9)
+    #   learning_rate = 0.001                     # stage 2: shadow weights are small, large steps flip many signs
+    #   schedule = 'cosine'                       # cosine | constant | exponential | step (after warmup, over the stage)
+    #   final_learning_rate = 0.0                 # cosine, exponential: the rate at the last step (exponential: > 0)
+    #   decay_factor = 0.5                        # step: the rate is multiplied by this every decay_every_epochs epochs
+    #   decay_every_epochs = 40
+    #   warmup_epochs = 0
+    #   weight_decay = 0.0                        # adamw only
+    #   dropout_rate = 0.2                        # hidden activations
+    #   input_dropout_rate = 0.1
+    #   max_shift = 0                             # >0: shift training images by up to this many pixels (not in the paper)
+    #   eval_every_epochs = 1                     # validate (best-model candidates) every N epochs and after the last; never by seconds
+    #   checkpoint_every_epochs = 1               # save the latest state every N epochs (and after the last)
+    #   checkpoint_every_seconds = 0.0            # also at an epoch's end once this long after the last save (0: off)
+    #   loss = 'cross_entropy'                    # cross_entropy (softmax) | squared_hinge (BinaryNet's, +-1 targets)
+    #   layer_lr_scale = 'fan_in'                 # kernel updates of layers wider than 1024 times 1024/fan_in (1 up to 1024); glorot: 1/H (BinaryNet); none
+    #   clip_weights = 0.0                        # > 0: clip kernels to [-c, c] after every update (0: off)
+    #   clip_unit = 'absolute'                    # glorot: c is in units of each kernel's H (BinaryNet's H="Glorot")
+    # </options:stage1>
+    config.stage1 = options.stage_block("stage1")
 
-    # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs).
-    config.stage2 = ml_collections.ConfigDict()
-    config.stage2.init = "stage1"  # stage1: start from stage 1 (the paper) | random: no weight compression
-    config.stage2.stage1_workdir = ""  # reuse the finished stage 1 of another workdir (same data/model/stage1)
-    config.stage2.epochs = 40
-    config.stage2.batch_size = 100
-    config.stage2.optimizer = "adam"
-    config.stage2.learning_rate = 3e-4  # shadow weights are small: large steps flip many signs
-    config.stage2.schedule = "cosine"
-    config.stage2.final_learning_rate = 0.0
-    config.stage2.decay_factor = 0.5
-    config.stage2.decay_every_epochs = 40
-    config.stage2.warmup_epochs = 0
-    config.stage2.weight_decay = 0.0
-    config.stage2.dropout_rate = 0.2
-    config.stage2.input_dropout_rate = 0.1
-    config.stage2.max_shift = 0
-    config.stage2.eval_every_epochs = 1
-    config.stage2.checkpoint_every_epochs = 1
-    config.stage2.checkpoint_every_seconds = 0.0
-    config.stage2.loss = "cross_entropy"
-    config.stage2.layer_lr_scale = "fan_in"
-    config.stage2.clip_weights = 0.0
-    config.stage2.clip_unit = "absolute"
-    config.stage2.sparsity = 0.0  # lambda: fraction of each layer's weights set to 0
-    config.stage2.surrogate = "hard_tanh"  # STE backward: hard_tanh | identity | tanh
+    # Stage 2: noisy backpropagation of the bitwise net (ignored for float runs); where its defaults differ:
+    # <options:stage2>
+    #   init = 'stage1'                           # stage1: start from stage 1 (the paper) | random: no weight compression
+    #   stage1_workdir = ''                       # reuse the finished stage 1 of another workdir (same data/model/stage1)
+    #   epochs = 40                               # stage 1: a better stage 1 is the main lever for the bitwise net
+    #   learning_rate = 0.0003                    # stage 2: shadow weights are small, large steps flip many signs
+    #   sparsity = 0.0                            # lambda: fraction of each layer's weights set to 0
+    #   surrogate = 'hard_tanh'                   # STE backward: hard_tanh | identity | tanh
+    # </options:stage2>
+    config.stage2 = options.stage_block("stage2")
 
     config.eval_batch_size = 1000
     return config

@@ -8,6 +8,9 @@ scales and clipping of the shadow weights: seconds, no files. The smoke run with
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,10 +19,12 @@ import numpy as np
 import optax
 import pytest
 
-from bitnet.core import encodings, models
+from bitnet.core import encodings, models, quantizers
 from bitnet.deploy import export
-from bitnet.training import binarized, configuration, plan, steps
+from bitnet.training import binarized, configuration, options, plan, steps
 from configs import default, smoke
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_stage(mode="bitwise", **changes):
@@ -219,17 +224,113 @@ def test_bitwise_batch_norm_binarizes_to_threshold_neurons():
 # Config fields: read by the plan, checked with one-line errors, neutral in older workdirs
 
 
+def _another_value(option, stage, block):
+    """A valid value of `option` other than its default (registry names: the last other key)."""
+    default = option.default_of(stage)
+    if option.choices is not None:
+        return [name for name in option.choices() if name != default][-1]
+    if option.name == "final_learning_rate":
+        return block.learning_rate / 4
+    if option.kind is int:
+        return default + 1
+    return default * 0.5 if default else 0.125
+
+
 def test_the_plan_reads_every_option():
+    """Every option of part stage / hyper set to a value other than its default arrives in the plan's stages."""
     config = default.get_config()
-    config.model.batch_norm = True
-    config.stage2.update(loss="squared_hinge", schedule="step", decay_factor=0.25, decay_every_epochs=3, layer_lr_scale="glorot",
-                         clip_weights=1.5, clip_unit="glorot", final_learning_rate=1e-5)  # fmt: skip
+    for stage in options.STAGES:
+        for option in options.of_stage(stage):
+            if option.part in ("stage", "hyper"):
+                config[stage][option.name] = _another_value(option, stage, config[stage])
+    configuration.check(config)
+    for built in plan.plan(config):
+        for option in options.of_stage(built.field):
+            if option.part in ("stage", "hyper"):
+                where = built.hyper if option.part == "hyper" else built
+                assert getattr(where, option.name) == config[built.field][option.name] != option.default_of(built.field), option.name
+    config.stage2.update(sparsity=0.25, surrogate="tanh", init="random")  # the fields of part "plan"
     compressed, bitwise = plan.plan(config)
-    assert compressed.network.batch_norm and bitwise.network.batch_norm
-    assert (compressed.loss, compressed.layer_lr_scale, compressed.hyper.clip_weights) == ("cross_entropy", "fan_in", 0.0)
-    assert (bitwise.loss, bitwise.schedule, bitwise.layer_lr_scale, bitwise.clip_unit) == ("squared_hinge", "step", "glorot", "glorot")
-    assert (bitwise.hyper.decay_factor, bitwise.hyper.decay_every_epochs, bitwise.hyper.clip_weights) == (0.25, 3, 1.5)
-    assert bitwise.hyper.final_learning_rate == 1e-5
+    assert (bitwise.hyper.sparsity, compressed.hyper.sparsity, bitwise.network.surrogate, bitwise.start) == (0.25, 0.0, "tanh", plan.RANDOM)
+
+
+REGISTRIES = {  # option -> the registry that implements it
+    "optimizer": steps.OPTIMIZERS, "schedule": steps.SCHEDULES, "loss": steps.LOSSES, "layer_lr_scale": steps.LAYER_LR_SCALES,
+    "clip_unit": steps.CLIP_UNITS, "init": plan.STAGE2_INITS, "surrogate": quantizers.SURROGATES,
+}
+
+
+def test_every_list_of_names_is_the_registry_that_implements_it():
+    named = {option.name: list(option.choices()) for option in options.OPTIONS if option.choices is not None}
+    assert named == {name: list(registry) for name, registry in REGISTRIES.items()}
+    assert configuration.ADDED_FIELDS == {"model.batch_norm": False, **options.added_fields()}
+    with pytest.raises(configuration.ConfigError, match=r"run_kind='ternary' is unknown; use one of \['float', 'bitwise'\]"):
+        configuration.check(ml_collections.ConfigDict({**configuration.config_dict(default.get_config()), "run_kind": "ternary"}))
+    assert list(plan.RUN_KINDS) == ["float", "bitwise"]
+
+
+@pytest.mark.parametrize("field, build", [("optimizer", lambda stage: steps.make_optimizer(stage, optax.constant_schedule(1e-3))),
+                                          ("schedule", lambda stage: steps.make_schedule(stage, 10)),
+                                          ("loss", steps.make_loss), ("layer_lr_scale", lambda stage: steps.make_optimizer(stage, 1e-3)),
+                                          ("clip_unit", lambda stage: steps.make_projection(stage)(params_like((4, 3, 2))))])
+def test_every_registered_name_builds_and_an_unknown_name_never_falls_through(field, build):
+    for name in REGISTRIES[field]:
+        assert build(tiny_stage(**{field: name, "clip_weights": 0.5, "final_learning_rate": 1e-5})) is not None
+    with pytest.raises(KeyError, match="unknown"):
+        build(tiny_stage(**{field: "unknown", "clip_weights": 0.5}))
+
+
+DUMMY_OPTION = """
+import json
+from bitnet.training import options
+options.OPTIONS += (
+    options.Option("dummy_rate", float, 0.25, "a test option", part="hyper", before=0.5, check=lambda value, block: None if value < 1 else "must be < 1"),
+    options.Option("dummy_mode", str, "a", "another", choices=lambda: {"a": 1, "b": 2}, only="stage2"),
+)
+from bitnet.training import configuration, plan
+from configs import default
+config = default.get_config()
+compressed, bitwise = plan.plan(config)
+old = configuration.config_dict(config)
+del old["stage1"]["dummy_rate"], old["stage2"]["dummy_rate"]
+config.stage1.dummy_rate = 0.5
+problems = []
+for stage, field, value in (("stage1", "dummy_rate", 2.0), ("stage2", "dummy_mode", "c")):
+    bad = default.get_config()
+    bad[stage][field] = value
+    try:
+        configuration.check(bad)
+    except configuration.ConfigError as error:
+        problems.append(str(error))
+print(json.dumps({
+    "defaults": [default.get_config().stage1.dummy_rate, default.get_config().stage2.dummy_mode, "dummy_mode" in default.get_config().stage1],
+    "plan": [compressed.hyper.dummy_rate, bitwise.hyper.dummy_rate],
+    "added": configuration.ADDED_FIELDS.get("stage1.dummy_rate"),
+    "old_config_is_same_at_before": configuration.config_differences(old, configuration.config_dict(config)),
+    "problems": problems,
+    "listing": [line for line in options.listing("stage1") + options.listing("stage2") if "dummy" in line],
+}))
+"""
+
+
+def test_an_option_added_through_its_declaration_alone_reaches_the_check_the_upgrade_the_plan_and_the_default_config():
+    result = subprocess.run([sys.executable, "-c", DUMMY_OPTION], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["defaults"] == [0.25, "a", False]
+    assert seen["plan"] == [0.25, 0.25]
+    assert seen["added"] == 0.5
+    assert seen["old_config_is_same_at_before"] == ["stage2.dummy_rate"]  # stage 1 holds the value before it; stage 2 the new default
+    assert seen["problems"] == ["config.stage1.dummy_rate=2.0 must be < 1", "config.stage2.dummy_mode='c' is unknown; use one of ['a', 'b']"]
+    assert len(seen["listing"]) == 2 and "a test option" in seen["listing"][0]
+
+
+def test_the_default_config_shows_every_stage_field_with_its_comment():
+    with open(os.path.join(REPO, "configs", "default.py")) as file:
+        text = file.read()
+    assert options.with_listings(text) == text, "configs/default.py's option listing is stale: run python -m experiments.options"
+    for option in options.of_stage("stage1"):
+        assert f"#   {option.name} = " in text and option.comment in text
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,9 @@ from typing import Any
 
 import ml_collections
 
-from bitnet.core import encodings, models, quantizers
+from bitnet.core import encodings, models
 from bitnet.errors import ConfigError  # defined with the other user errors; still importable from here
-
-RUN_KINDS = ("float", "bitwise")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "constant", "exponential", "step")
-LOSSES = ("cross_entropy", "squared_hinge")
-LAYER_LR_SCALES = ("none", "glorot", "fan_in")
-REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in" scales the updates of layers wider than this (the paper's width)
-CLIP_UNITS = ("absolute", "glorot")
-STAGE2_INITS = ("stage1", "random")
+from bitnet.training import options, plan, steps
 
 
 def _require(condition: bool, message: str) -> None:
@@ -41,7 +33,7 @@ def encoding_of(config: ml_collections.ConfigDict) -> encodings.Encoding:
 
 def check(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first field that cannot work, and how to fix it."""
-    _require(config.run_kind in RUN_KINDS, f"config.run_kind={config.run_kind!r} is unknown; use one of {list(RUN_KINDS)}")
+    _require(config.run_kind in plan.RUN_KINDS, f"config.run_kind={config.run_kind!r} is unknown; use one of {list(plan.RUN_KINDS)}")
     encoding = encoding_of(config)
     _require(
         config.run_kind == "float" or encoding.is_binary,
@@ -62,69 +54,14 @@ def check(config: ml_collections.ConfigDict) -> None:
         config.model.activation in models.FLOAT_ACTIVATIONS,
         f"config.model.activation={config.model.activation!r} is unknown; use one of {sorted(models.FLOAT_ACTIVATIONS)}",
     )
-    for name in ("stage1", "stage2"):
-        stage = config[name]
-        _require(stage.epochs >= 1, f"config.{name}.epochs={stage.epochs} must be >= 1")
-        _require(stage.batch_size >= 1, f"config.{name}.batch_size={stage.batch_size} must be >= 1")
-        _require(
-            math.isfinite(stage.learning_rate) and stage.learning_rate > 0,
-            f"config.{name}.learning_rate={stage.learning_rate} must be a finite number > 0",
-        )
-        _require(
-            math.isfinite(stage.weight_decay) and stage.weight_decay >= 0,
-            f"config.{name}.weight_decay={stage.weight_decay} must be a finite number >= 0",
-        )
-        _require(stage.optimizer in OPTIMIZERS, f"config.{name}.optimizer={stage.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}")
-        _require(stage.schedule in SCHEDULES, f"config.{name}.schedule={stage.schedule!r} is unknown; use one of {list(SCHEDULES)}")
-        _require(0 <= stage.warmup_epochs < stage.epochs, f"config.{name}.warmup_epochs={stage.warmup_epochs} must be in [0, epochs)")
-        _require(
-            isinstance(stage.max_shift, int) and 0 <= stage.max_shift <= 8,
-            f"config.{name}.max_shift={stage.max_shift} must be an integer number of pixels in [0, 8]",
-        )
-        for field in ("eval_every_epochs", "checkpoint_every_epochs"):
-            _require(isinstance(stage[field], int) and stage[field] >= 1, f"config.{name}.{field}={stage[field]} must be an integer >= 1")
-        _require(
-            stage.checkpoint_every_seconds >= 0,
-            f"config.{name}.checkpoint_every_seconds={stage.checkpoint_every_seconds} must be >= 0 (0: by epochs only)",
-        )
-        for field in ("dropout_rate", "input_dropout_rate"):
-            _require(0 <= stage[field] < 1, f"config.{name}.{field}={stage[field]} must be in [0, 1)")
-        _check_accuracy_options(name, stage)
-    _require(config.stage2.init in STAGE2_INITS, f"config.stage2.init={config.stage2.init!r} is unknown; use one of {list(STAGE2_INITS)}")
-    _require(
-        0 <= config.stage2.sparsity < 1,
-        f"config.stage2.sparsity (lambda)={config.stage2.sparsity} must be in [0, 1); 0 gives pure +-1 weights",
-    )
-    try:
-        quantizers.check_surrogate(config.stage2.surrogate)
-    except ValueError as error:
-        raise ConfigError(f"config.stage2.surrogate: {error}") from None
+    for stage in options.STAGES:
+        block = config[stage]
+        for option in options.of_stage(stage):
+            value = block[option.name]
+            problem = options.problem(option, value, block)
+            _require(problem is None, f"config.{stage}.{option.label or option.name}={value!r} {problem}")
     _require(config.data.validation_size >= 1, f"config.data.validation_size={config.data.validation_size} must be >= 1")
     _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
-
-
-def _check_accuracy_options(name: str, stage: ml_collections.ConfigDict) -> None:
-    """The loss, schedule, per-layer learning-rate and clipping fields of one stage (issue #12, section 5)."""
-    _require(stage.loss in LOSSES, f"config.{name}.loss={stage.loss!r} is unknown; use one of {list(LOSSES)}")
-    _require(
-        0 <= stage.final_learning_rate <= stage.learning_rate,
-        f"config.{name}.final_learning_rate={stage.final_learning_rate} must be in [0, learning_rate={stage.learning_rate}]",
-    )
-    _require(
-        stage.schedule != "exponential" or stage.final_learning_rate > 0,
-        f"config.{name}.schedule='exponential' needs final_learning_rate > 0 (the rate at the last step), got 0",
-    )
-    _require(0 < stage.decay_factor <= 1, f"config.{name}.decay_factor={stage.decay_factor} must be in (0, 1]")
-    _require(
-        isinstance(stage.decay_every_epochs, int) and stage.decay_every_epochs >= 1,
-        f"config.{name}.decay_every_epochs={stage.decay_every_epochs} must be an integer >= 1",
-    )
-    _require(
-        stage.layer_lr_scale in LAYER_LR_SCALES,
-        f"config.{name}.layer_lr_scale={stage.layer_lr_scale!r} is unknown; use one of {list(LAYER_LR_SCALES)}",
-    )
-    _require(stage.clip_weights >= 0, f"config.{name}.clip_weights={stage.clip_weights} must be >= 0 (0: no clipping)")
-    _require(stage.clip_unit in CLIP_UNITS, f"config.{name}.clip_unit={stage.clip_unit!r} is unknown; use one of {list(CLIP_UNITS)}")
 
 
 STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
@@ -186,31 +123,16 @@ def unflatten(flat: dict[str, Any]) -> dict:
     return tree
 
 
-# Fields added after workdirs were first written, with the value that behaves as the code did
-# before them: an older config.json without the field matches a config holding that value.
-ADDED_FIELDS = {
-    "model.batch_norm": False,
-    **{
-        f"{stage}.{field}": value
-        for stage in ("stage1", "stage2")
-        for field, value in (
-            ("max_shift", 0), ("eval_every_epochs", 1), ("checkpoint_every_epochs", 1), ("checkpoint_every_seconds", 0.0),
-            ("loss", "cross_entropy"), ("final_learning_rate", 0.0), ("decay_factor", 0.5), ("decay_every_epochs", 40),
-            ("layer_lr_scale", "none"), ("clip_weights", 0.0), ("clip_unit", "absolute"),
-        )
-    },
-}  # fmt: skip
-
-
-def fan_in_scale(fan_in: int) -> float:
-    """layer_lr_scale="fan_in"'s factor on the update of a kernel (but the input layer's) with this fan-in."""
-    return min(1.0, REFERENCE_WIDTH / fan_in)
+# Fields added after workdirs were first written, with the value that behaves as the code did before
+# them: an older config.json without the field matches a config holding that value. The stage fields'
+# come from their declarations (bitnet.training.options: `before`).
+ADDED_FIELDS = {"model.batch_norm": False, **options.added_fields()}
 
 
 def layer_lr_scale_is_one(scale: str, hidden_sizes) -> bool:
     """Whether `scale` multiplies every kernel's update by exactly 1 in a net of these hidden sizes (then it is "none"):
     the scaled kernels' fan-ins are the hidden sizes."""
-    return scale == "none" or (scale == "fan_in" and all(fan_in_scale(size) == 1.0 for size in hidden_sizes))
+    return scale == "none" or (scale == "fan_in" and all(steps.fan_in_scale(size) == 1.0 for size in hidden_sizes))
 
 
 def same_run_fields(flat: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,8 @@ import dataclasses
 
 import ml_collections
 
+from bitnet.training import options
+
 # fold_in(key(seed), salt) is a stage's key (parameters, dropout). Frozen numbers: they equal the
 # position of each mode in models.MODES when workdirs were first written, so those workdirs resume
 # bit for bit; reordering MODES changes nothing.
@@ -29,6 +31,9 @@ RANDOM = "random"  # parameters initialised from the stage's key
 PREVIOUS = "previous"  # the previous stage's best-by-validation parameters
 FINISHED = "finished"  # not trained here: the finished stage of `source_workdir` is used as it is
 STARTS = (RANDOM, PREVIOUS, FINISHED)
+STAGE2_INITS = {"stage1": PREVIOUS, "random": RANDOM}  # config.stage2.init -> how stage 2 starts (unless shared)
+# config.run_kind -> its stages: (config block, mode)
+RUN_KINDS = {"float": (("stage1", "float"),), "bitwise": (("stage1", "compressed"), ("stage2", "bitwise"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,51 +48,33 @@ class Network:
     batch_norm: bool = False  # batch norm of each hidden layer's pre-activation (bitnet.core.models)
 
 
-@dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-    """A stage's numbers that could become traced inputs of the step (they change no shape)."""
-
-    learning_rate: float
-    weight_decay: float  # adamw only
-    dropout_rate: float
-    input_dropout_rate: float
-    sparsity: float  # lambda: fraction of each bitwise layer's weights set to 0
-    final_learning_rate: float = 0.0  # cosine / exponential: the rate the decay reaches at the stage's last step
-    decay_factor: float = 0.5  # step schedule: the rate is multiplied by this ...
-    decay_every_epochs: int = 40  # ... every this many epochs
-    clip_weights: float = 0.0  # > 0: kernels clipped to [-c, c] after every update (c in clip_unit); 0: off
+def _option_fields(part: str) -> list[tuple]:
+    return [(option.name, option.kind, dataclasses.field(default=option.default)) for option in options.of_part(part)]
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One stage of a run: what it trains, how it starts, and its settings."""
+# A stage's numbers that could become traced inputs of the step (they change no shape): lambda (the
+# fraction of each bitwise layer's weights set to 0; 0 in other stages) and the options of part "hyper".
+Hyperparameters = dataclasses.make_dataclass(
+    "Hyperparameters", [("sparsity", float, dataclasses.field(default=0.0))] + _option_fields("hyper"), frozen=True,
+)
+Hyperparameters.__doc__, Hyperparameters.__module__ = "A stage's numbers that could become traced inputs of the step (lambda and the options of part 'hyper').", __name__
 
-    name: str  # checkpoints/<name>/ and the "stage" of its metric lines
-    field: str  # the config field of its settings (stage1 | stage2), for messages
-    salt: int  # see SALTS
-    seed: int  # config.seed: parameters, dropout keys and data order derive from it
-    start: str  # see STARTS
-    source_workdir: str  # start == FINISHED: the workdir whose finished stage this is; else ""
-    network: Network
-    hyper: Hyperparameters
-    epochs: int
-    batch_size: int
-    optimizer: str  # adam | adamw | sgd
-    schedule: str  # cosine | constant | exponential | step (bitnet.training.steps.make_schedule)
-    warmup_epochs: int
-    max_shift: int  # random shifts of the training images, in pixels (0: none)
-    eval_batch_size: int
-    eval_every_epochs: int  # validate (and maybe save the best) every N epochs, and after the last
-    checkpoint_every_epochs: int  # save the latest state every N epochs, and after the last
-    checkpoint_every_seconds: float  # ... and at the end of an epoch T seconds after the last save (0: off)
-    loss: str = "cross_entropy"  # cross_entropy | squared_hinge (bitnet.training.steps.LOSSES)
-    layer_lr_scale: str = "none"  # none | glorot (times 1/H) | fan_in (times 1024/fan_in but the input layer): bitnet.training.steps
-    clip_unit: str = "absolute"  # absolute | glorot: clip_weights is a value, or a multiple of each kernel's H
+# One stage of a run: what it trains, how it starts (its name: checkpoints/<name>/ and the "stage" of its
+# metric lines; field: the config block of its settings; salt: see SALTS; seed: config.seed, from which
+# parameters, dropout keys and data order derive; start: see STARTS; source_workdir: with start FINISHED,
+# the workdir whose finished stage it is), its network, its hyperparameters, the evaluation batch, and
+# the options of part "stage" (bitnet.training.options).
+Stage = dataclasses.make_dataclass(
+    "Stage",
+    [("name", str), ("field", str), ("salt", int), ("seed", int), ("start", str), ("source_workdir", str),
+     ("network", Network), ("hyper", Hyperparameters), ("eval_batch_size", int)] + _option_fields("stage"),
+    frozen=True,
+)
+Stage.__doc__, Stage.__module__ = "One stage of a run: what it trains, how it starts, and its settings (bitnet.training.options).", __name__
 
 
 def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str, source_workdir: str = "") -> Stage:
     settings = config[field]
-    bitwise = mode == "bitwise"
     return Stage(
         name=mode,
         field=field,
@@ -103,41 +90,29 @@ def _stage(config: ml_collections.ConfigDict, field: str, mode: str, start: str,
             surrogate=str(config.stage2.surrogate),
             batch_norm=bool(config.model.batch_norm),
         ),
-        hyper=Hyperparameters(
-            learning_rate=float(settings.learning_rate),
-            weight_decay=float(settings.weight_decay),
-            dropout_rate=float(settings.dropout_rate),
-            input_dropout_rate=float(settings.input_dropout_rate),
-            sparsity=float(config.stage2.sparsity) if bitwise else 0.0,
-            final_learning_rate=float(settings.final_learning_rate),
-            decay_factor=float(settings.decay_factor),
-            decay_every_epochs=int(settings.decay_every_epochs),
-            clip_weights=float(settings.clip_weights),
-        ),
-        epochs=int(settings.epochs),
-        batch_size=int(settings.batch_size),
-        optimizer=str(settings.optimizer),
-        schedule=str(settings.schedule),
-        warmup_epochs=int(settings.warmup_epochs),
-        max_shift=int(settings.max_shift),
+        hyper=Hyperparameters(sparsity=float(config.stage2.sparsity) if mode == "bitwise" else 0.0, **_values(settings, field, "hyper")),
         eval_batch_size=int(config.eval_batch_size),
-        eval_every_epochs=int(settings.eval_every_epochs),
-        checkpoint_every_epochs=int(settings.checkpoint_every_epochs),
-        checkpoint_every_seconds=float(settings.checkpoint_every_seconds),
-        loss=str(settings.loss),
-        layer_lr_scale=str(settings.layer_lr_scale),
-        clip_unit=str(settings.clip_unit),
+        **_values(settings, field, "stage"),
     )
 
 
+def _values(settings: ml_collections.ConfigDict, field: str, part: str) -> dict:
+    """The values of a stage block's options of one part (an option of another stage's block only: its default)."""
+    return {option.name: option.kind(settings[option.name] if option.name in settings else option.default_of(field))
+            for option in options.of_part(part)}
+
+
 def plan(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
-    """The stages of a (checked) config, in training order."""
-    if config.run_kind == "float":
-        return (_stage(config, "stage1", "float", RANDOM),)
-    shared = config.stage2.get("stage1_workdir", "")
-    stage1 = _stage(config, "stage1", "compressed", FINISHED if shared else RANDOM, shared)
-    stage2 = _stage(config, "stage2", "bitwise", RANDOM if config.stage2.init == "random" else PREVIOUS)
-    return (stage1, stage2)
+    """The stages of a (checked) config, in training order: RUN_KINDS[config.run_kind]. The first starts at random
+    (or, finished, from config.stage2.stage1_workdir's), a later one as STAGE2_INITS[config.stage2.init] says."""
+    shared = config.stage2.get("stage1_workdir", "") if config.run_kind == "bitwise" else ""
+    stages = []
+    for index, (field, mode) in enumerate(RUN_KINDS[config.run_kind]):
+        if index == 0:
+            stages.append(_stage(config, field, mode, FINISHED if shared else RANDOM, shared))
+        else:
+            stages.append(_stage(config, field, mode, STAGE2_INITS[config.stage2.init]))
+    return tuple(stages)
 
 
 def binarized_stage(stages: tuple[Stage, ...]) -> Stage | None:

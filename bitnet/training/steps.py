@@ -21,7 +21,7 @@ order: both pure functions of (seed, epoch, step), which is what makes resuming 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +29,9 @@ import optax
 
 from bitnet.core import encodings, models
 from bitnet.input import augmentation
-from bitnet.training import configuration
-from bitnet.training.plan import Stage
+
+if TYPE_CHECKING:  # plan builds its Stage from bitnet.training.options, which names the registries here
+    from bitnet.training.plan import Stage
 
 TrainState = dict  # {"params", "opt_state", "step", "totals"} (+ "batch_stats"): a plain pytree, checkpointed as it is
 VARIABLES = ("params", "batch_stats")  # the model's variables in a train state; batch_stats only with batch norm
@@ -59,21 +60,25 @@ def make_schedule(stage: Stage, steps_per_epoch: int) -> optax.Schedule:
         exponential  lr (final / lr)^(t / T)                              (BinaryNet's decay, per step)
         step         lr decay_factor^floor(t / (decay_every_epochs * steps_per_epoch))
     """
-    hyper = stage.hyper
-    learning_rate = hyper.learning_rate
+    learning_rate = stage.hyper.learning_rate
     warmup = stage.warmup_epochs * steps_per_epoch
     decay_steps = max(stage.epochs * steps_per_epoch - warmup, 1)
-    if stage.schedule == "constant":
-        main = optax.constant_schedule(learning_rate)
-    elif stage.schedule == "exponential":
-        main = optax.exponential_decay(learning_rate, decay_steps, hyper.final_learning_rate / learning_rate)
-    elif stage.schedule == "step":
-        main = optax.exponential_decay(learning_rate, hyper.decay_every_epochs * steps_per_epoch, hyper.decay_factor, staircase=True)
-    else:
-        main = optax.cosine_decay_schedule(learning_rate, decay_steps, alpha=hyper.final_learning_rate / learning_rate)
+    main = SCHEDULES[stage.schedule](stage.hyper, decay_steps, steps_per_epoch)
     if not warmup:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), main], [warmup])
+
+
+# name -> (hyperparameters, decay steps T, steps per epoch) -> the schedule after the warmup (make_schedule's table)
+SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+    "cosine": lambda hyper, steps, per_epoch: optax.cosine_decay_schedule(
+        hyper.learning_rate, steps, alpha=hyper.final_learning_rate / hyper.learning_rate),
+    "constant": lambda hyper, steps, per_epoch: optax.constant_schedule(hyper.learning_rate),
+    "exponential": lambda hyper, steps, per_epoch: optax.exponential_decay(
+        hyper.learning_rate, steps, hyper.final_learning_rate / hyper.learning_rate),
+    "step": lambda hyper, steps, per_epoch: optax.exponential_decay(
+        hyper.learning_rate, hyper.decay_every_epochs * per_epoch, hyper.decay_factor, staircase=True),
+}
 
 
 def glorot_h(shape: tuple[int, ...]) -> float:
@@ -101,10 +106,22 @@ def fan_in_lr_scale(name: str, shape: tuple[int, ...]) -> float:
     Adam a coherent update moves a neuron's sum by about lr * fan_in, so without this a wider net takes larger steps
     in its activations (muP's rule for hidden and output layers). Nets up to 1024 wide keep their learning rates
     (tuned there; the evidence is for wider nets), so it is the default and width is a plain config change."""
-    return 1.0 if name == "dense0" else configuration.fan_in_scale(shape[0])
+    return 1.0 if name == "dense0" else fan_in_scale(shape[0])
 
 
-LAYER_LR_SCALES = {"glorot": glorot_lr_scale, "fan_in": fan_in_lr_scale}
+REFERENCE_WIDTH = 1024  # layer_lr_scale="fan_in" scales the updates of layers wider than this (the paper's width)
+
+
+def fan_in_scale(fan_in: int) -> float:
+    """layer_lr_scale="fan_in"'s factor on the update of a kernel (but the input layer's) with this fan-in."""
+    return min(1.0, REFERENCE_WIDTH / fan_in)
+
+
+LAYER_LR_SCALES: dict[str, Callable[[str, tuple[int, ...]], float] | None] = {
+    "none": None,  # every update as the optimizer makes it
+    "glorot": glorot_lr_scale,
+    "fan_in": fan_in_lr_scale,
+}
 
 
 def scale_kernel_updates(optimizer: optax.GradientTransformation, scale: Callable[[str, tuple[int, ...]], float]) -> optax.GradientTransformation:
@@ -122,16 +139,18 @@ def scale_kernel_updates(optimizer: optax.GradientTransformation, scale: Callabl
     return optax.GradientTransformation(optimizer.init, update)
 
 
+# name -> (schedule, hyperparameters) -> the optimizer
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam": lambda schedule, hyper: optax.adam(schedule),
+    "adamw": lambda schedule, hyper: optax.adamw(schedule, weight_decay=hyper.weight_decay),
+    "sgd": lambda schedule, hyper: optax.sgd(schedule, momentum=0.9, nesterov=True),
+}
+
+
 def make_optimizer(stage: Stage, schedule: optax.Schedule) -> optax.GradientTransformation:
-    if stage.optimizer == "adam":
-        optimizer = optax.adam(schedule)
-    elif stage.optimizer == "adamw":
-        optimizer = optax.adamw(schedule, weight_decay=stage.hyper.weight_decay)
-    else:
-        optimizer = optax.sgd(schedule, momentum=0.9, nesterov=True)
-    if stage.layer_lr_scale == "none":
-        return optimizer
-    return scale_kernel_updates(optimizer, LAYER_LR_SCALES[stage.layer_lr_scale])
+    optimizer = OPTIMIZERS[stage.optimizer](schedule, stage.hyper)
+    scale = LAYER_LR_SCALES[stage.layer_lr_scale]
+    return optimizer if scale is None else scale_kernel_updates(optimizer, scale)
 
 
 def make_projection(stage: Stage) -> Callable[[dict], dict] | None:
@@ -141,10 +160,19 @@ def make_projection(stage: Stage) -> Callable[[dict], dict] | None:
     if not clip:
         return None
 
+    unit = CLIP_UNITS[stage.clip_unit]
+
     def bound(kernel: jax.Array) -> float:
-        return clip * glorot_h(kernel.shape) if stage.clip_unit == "glorot" else clip
+        return clip * unit(kernel.shape)
 
     return lambda params: map_kernels(lambda kernel: jnp.clip(kernel, -bound(kernel), bound(kernel)), params)
+
+
+# name -> kernel shape -> the unit clip_weights is counted in
+CLIP_UNITS: dict[str, Callable[[tuple[int, ...]], float]] = {
+    "absolute": lambda shape: 1.0,
+    "glorot": glorot_h,
+}
 
 
 def make_augment(stage: Stage, encoding: encodings.Encoding, input_size: int) -> augmentation.Augment | None:
