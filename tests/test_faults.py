@@ -21,14 +21,12 @@ import pytest
 from bitnet import faults
 from bitnet.deploy import export
 from bitnet.workdir import checkpoints, provenance
-from tests.test_reliability import (  # noqa: F401  (env, reference: fixtures used by name)
+from tests.helpers import (
     EPOCHS,
     assert_one_line_error,
     assert_same_run,
     assert_trees_equal,
-    env,
-    metric_lines,
-    reference,
+    lines_without_timing,
     run,
     saved_steps,
     stored_state,
@@ -52,7 +50,7 @@ def unfinished_saves(workdir) -> list[Path]:
 def written(workdir) -> dict:
     """What a run has written that no later run may lose: its complete metric lines (timing aside) and the
     provenance segments of config.json."""
-    return {"metrics": metric_lines(workdir), "segments": provenance.read_segments(str(workdir))}
+    return {"metrics": lines_without_timing(workdir), "segments": provenance.read_segments(str(workdir))}
 
 
 def assert_kept(workdir, before: dict) -> None:
@@ -80,8 +78,8 @@ def resumed_to_the_reference(env, workdir, reference, before: dict, *overrides: 
 
 def first_lines_of(reference, workdir) -> list[dict]:
     """The metric lines of `workdir`, checked to be the first lines of the uninterrupted run's."""
-    lines = metric_lines(workdir)
-    assert lines and lines == metric_lines(reference)[: len(lines)]
+    lines = lines_without_timing(workdir)
+    assert lines and lines == lines_without_timing(reference)[: len(lines)]
     return lines
 
 
@@ -199,7 +197,7 @@ def test_kill_while_the_binarized_model_is_written(env, reference, tmp_path):
     assert_fired(result.stderr, fault + ":1")
     assert [path.parent.name for path in unfinished_saves(workdir)] == ["binarized"]
     assert not Path(workdir, "checkpoints", "binarized", "0").exists()
-    assert metric_lines(workdir) == metric_lines(reference)
+    assert lines_without_timing(workdir) == lines_without_timing(reference)
     for stage in STAGES:
         for which in ("latest", "best"):
             assert_trees_equal(stored_state(workdir, stage, which)[1], stored_state(reference, stage, which)[1])

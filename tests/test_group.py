@@ -9,12 +9,12 @@ import pytest
 
 from bitnet.input import data
 from bitnet.training import group, steps
-from tests.test_steps import BATCH, NUM_TRAIN, assert_same, setup, tiny_stage
+from tests.helpers import BATCH, NUM_TRAIN, assert_same, step_parts, step_stage
 
 
 def runs(mode, **varied):
     """Three runs of one tiny stage with seeds 0, 1, 2 and the `varied` hyperparameters (a value per run; slice to use fewer)."""
-    base = tiny_stage(mode, hyper=dataclasses.replace(tiny_stage(mode).hyper, dropout_rate=0.2, input_dropout_rate=0.1))
+    base = step_stage(mode, hyper=dataclasses.replace(step_stage(mode).hyper, dropout_rate=0.2, input_dropout_rate=0.1))
     return [
         dataclasses.replace(base, seed=seed, hyper=dataclasses.replace(base.hyper, **{field: values[seed] for field, values in varied.items()}))
         for seed in range(3)
@@ -23,7 +23,7 @@ def runs(mode, **varied):
 
 def alone(stage, counts=(1, 10)):
     """The state of `stage` trained alone (the single-run chunk) after each count of steps of epoch 1."""
-    model, optimizer, key, state, inputs, labels, _ = setup(stage)
+    model, optimizer, key, state, inputs, labels, _ = step_parts(stage)
     order = jnp.asarray(data.batch_indices(stage.seed, 1, NUM_TRAIN, BATCH))
     chunk = steps.make_train_chunk(model, optimizer, loss=steps.make_loss(stage), project=steps.make_projection(stage))
     return [chunk(state, inputs, labels, order, 0, count, key) for count in counts]
@@ -35,7 +35,7 @@ ALL = None
 def grouped(stages, axis, calls=((1, ALL), (10, ALL))):
     """The same steps of the `stages` trained as one group: per call (count of steps, the runs active), the per-run
     states (one compiled chunk for all calls)."""
-    parts = [setup(stage) for stage in stages]
+    parts = [step_parts(stage) for stage in stages]
     inputs, labels, spe = parts[0][4:]
     chunk = group.make_group_chunk(stages, spe, axis=axis)
     states = group.stack([part[3] for part in parts])
@@ -69,12 +69,12 @@ def test_runs_of_a_group_train_as_alone():
                 assert int(state["step"]) == (1, 10)[count]
                 assert_close(state["params"], expected[run][count]["params"], 1e-6)
         assert [int(state["step"]) for state in partly] == [3, 0]
-        assert_same(partly[1], setup(stages[1])[3])  # an inactive run keeps its state
+        assert_same(partly[1], step_parts(stages[1])[3])  # an inactive run keeps its state
 
 
 def test_the_training_options_train_in_groups():
     """Batch norm (its running statistics per run), the squared hinge loss and clipped weights, learning rate per run."""
-    network = dataclasses.replace(tiny_stage().network, batch_norm=True)
+    network = dataclasses.replace(step_stage().network, batch_norm=True)
     stages = [
         dataclasses.replace(stage, network=network, loss="squared_hinge", hyper=dataclasses.replace(stage.hyper, clip_weights=0.5))
         for stage in runs("bitwise", learning_rate=(1e-3, 1e-2, None))[:2]
@@ -95,7 +95,7 @@ def test_an_exponential_schedule_keeps_its_learning_rate_a_constant():
 
 def test_per_layer_counts_are_the_hosts():
     """k per layer as a run alone counts it (float64), not float32 lambda * size (0.29 * 400 -> 116, not 115)."""
-    stage = dataclasses.replace(runs("bitwise")[0], network=dataclasses.replace(tiny_stage().network, hidden_sizes=(20,)))
+    stage = dataclasses.replace(runs("bitwise")[0], network=dataclasses.replace(step_stage().network, hidden_sizes=(20,)))
     stage = dataclasses.replace(stage, hyper=dataclasses.replace(stage.hyper, sparsity=0.29))
     assert group.layer_counts(stage, 20) == (115, 57)  # 20 x 20 and 20 x 10 kernels
     assert int(jnp.floor(jnp.float32(0.29) * 400)) == 116

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from bitnet.workdir import provenance
-from tests.test_pipeline import REPO, metric_lines, synthetic  # noqa: F401  (synthetic: a fixture)
+from tests.helpers import REPO, metric_lines
 
 pytestmark = pytest.mark.slow  # end-to-end group runs in child processes (about a minute each): the full tier
 

@@ -18,7 +18,7 @@ from bitnet.workdir import preemption, provenance
 from bitnet.training import binarized, loop, train
 from bitnet.errors import ERROR_FILE
 from bitnet.runs import evaluate
-from tests.test_pipeline import REPO, metric_lines, synthetic, tiny_config  # noqa: F401  (synthetic: a fixture)
+from tests.helpers import REPO, metric_lines, pipeline_config
 
 pytestmark = pytest.mark.slow  # end-to-end group runs: the full tier (./launch.sh test --full)
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # end-to-end group runs: the full tier (./launch.
 def seeds(source, data_dir, count=2):
     configs = []
     for seed in range(count):
-        config = tiny_config(source, data_dir)
+        config = pipeline_config(source, data_dir)
         config.seed = seed
         configs.append(config)
     return configs
@@ -93,7 +93,7 @@ def test_a_killed_sweep_resumes_its_group_to_the_same_models(synthetic, grouped,
     each is evaluated."""
     source, data_dir = synthetic
     base, spec, root = tmp_path / "base.py", tmp_path / "sweep.py", tmp_path / "root"
-    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
+    base.write_text(f"from tests.helpers import pipeline_config\n\ndef get_config():\n    return pipeline_config({str(source)!r}, {str(data_dir)!r})\n")
     spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
     command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={root}"]
     env = {  # the processes share compiled programs (as in test_reliability): the same numbers, compiled once
@@ -166,7 +166,7 @@ def test_a_sweep_without_evaluation_reads_no_test_split_and_tabulates_validation
     stage's validation errors, as metrics.jsonl has them."""
     source, data_dir = synthetic
     base, spec, root = tmp_path / "base.py", tmp_path / "sweep.py", tmp_path / "root"
-    base.write_text(f"from tests.test_pipeline import tiny_config\n\ndef get_config():\n    return tiny_config({str(source)!r}, {str(data_dir)!r})\n")
+    base.write_text(f"from tests.helpers import pipeline_config\n\ndef get_config():\n    return pipeline_config({str(source)!r}, {str(data_dir)!r})\n")
     spec.write_text(f"import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({{'base': {str(base)!r}, 'runs': ('seed=0', 'seed=1')}})\n")
     command = [sys.executable, "-m", "experiments.sweep", f"--sweep={spec}", f"--workdir_root={root}", "--noevaluate"]
     result = subprocess.run(command, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)

@@ -18,38 +18,16 @@ from bitnet.training import binarized, configuration, loop, plan, steps, train
 from bitnet.runs import evaluate
 from configs import smoke
 from experiments import summary as summary_command
-from tests import idx_fixtures, tiny
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(source_dir, data_dir):
-    """The shared tiny config with two hidden layers (48, 40), so the export covers a hidden-to-hidden layer."""
-    config = tiny.tiny_config(source_dir, data_dir)
-    config.model.hidden_sizes = (48, 40)
-    return config
-
-
-def metric_lines(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as file:
-        return [json.loads(line) for line in file]
-
+from tests.helpers import REPO, metric_lines, pipeline_config
 
 def binarized_arrays(workdir):
     arrays, meta = export.load_npz(os.path.join(workdir, "bitwise.npz"))
     return arrays, meta
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    source = idx_fixtures.write_idx_folder(root / "idx", num_train=300, num_test=120, seed=1)
-    return source, root / "tfds"
-
-
 def test_train_resume_evaluate_export(synthetic, tmp_path):
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
 
@@ -126,7 +104,7 @@ def test_batch_norm_run_gets_a_threshold_model(synthetic, tmp_path):
     """A bitwise run with batch norm stores, evaluates and exports its model like any other: bitnet-packed-v2,
     whose packed and NumPy predictions are the simulated net's on every test image."""
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     config.model.batch_norm = True
     workdir = str(tmp_path / "bn")
     train.train_and_evaluate(config, workdir)
@@ -159,7 +137,7 @@ def timeless(lines):
 def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
     """Steps in chunks of one (as in a stage's first chunk, or on a slow device) or of whole epochs: the same run."""
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     whole = str(tmp_path / "whole")
     train.train_and_evaluate(config, whole)
     monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # every chunk one step
@@ -174,7 +152,7 @@ def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
 def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
     """Every 2 epochs (and after the last): validation, latest checkpoint; a rerun resumes from epoch 2."""
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     config.run_kind, config.encoding = "float", "float"
     config.stage1.epochs = 3
     config.stage1.eval_every_epochs = config.stage1.checkpoint_every_epochs = 2
@@ -192,7 +170,7 @@ def test_validation_and_checkpoint_intervals(synthetic, tmp_path):
 
 def test_float_run(synthetic, tmp_path):
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     config.run_kind = "float"
     config.encoding = "float"
     workdir = str(tmp_path / "float")
@@ -200,6 +178,15 @@ def test_float_run(synthetic, tmp_path):
     results = evaluate.evaluate_workdir(workdir)
     assert set(results) == {"run_kind", "encoding", "num_examples", "float_error", "provenance", "data"}
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
+    # the value: the best float checkpoint's error on the 120 test images, computed here by the model's own apply
+    (stage,) = plan.plan(config)
+    splits = data.load_splits(**configuration.data_kwargs(config))
+    variables = loop.best_variables(stage, workdir, 784)
+    inputs = (2.0 * (np.asarray(splits.test_images, np.float64) / 255.0) - 1.0).astype(np.float32)  # the float encoding, in [-1, 1]
+    logits = steps.make_model(stage).apply(variables, inputs)
+    expected = float(np.mean(np.argmax(np.asarray(logits), axis=-1) != splits.test_labels))
+    assert (results["num_examples"], results["encoding"], results["run_kind"]) == (120, "float", "float")
+    assert results["float_error"] == expected < 0.5  # it learned the 10 synthetic classes (chance: 0.9)
 
 
 def test_command_line_errors_are_one_line(synthetic, tmp_path):
@@ -230,13 +217,13 @@ def test_smoke_config_on_real_mnist(tmp_path):
 
 def test_stage2_ablation_shares_stage1(synthetic, tmp_path):
     source, data_dir = synthetic
-    base = tiny_config(source, data_dir)
+    base = pipeline_config(source, data_dir)
     base.stage1.epochs = base.stage2.epochs = 1
     first = str(tmp_path / "lambda0")
     train.train_and_evaluate(base, first)
     first_results = evaluate.evaluate_workdir(first)
 
-    sparse = tiny_config(source, data_dir)
+    sparse = pipeline_config(source, data_dir)
     sparse.stage1.epochs = sparse.stage2.epochs = 1
     sparse.stage2.sparsity = 0.5
     sparse.stage2.stage1_workdir = first
@@ -249,7 +236,7 @@ def test_stage2_ablation_shares_stage1(synthetic, tmp_path):
     nonzero = np.bitwise_count(arrays["w0_mask"]).sum()
     assert nonzero == arrays["w0_mask"].shape[0] * arrays["n_in0"] // 2  # lambda = 0.5 of 784 x 48
 
-    other = tiny_config(source, data_dir)
+    other = pipeline_config(source, data_dir)
     other.stage1.epochs = 1
     other.stage1.learning_rate = 0.01
     other.stage2.stage1_workdir = first
@@ -277,7 +264,7 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
     learning-rate scales, clipping (absolute and Glorot). Preempted mid-epoch in stage 2 and resumed,
     the run ends bit for bit as an uninterrupted one; its binarized model has threshold neurons (bitnet-packed-v2)."""
     source, data_dir = synthetic
-    config = tiny_config(source, data_dir)
+    config = pipeline_config(source, data_dir)
     config.model.batch_norm = True
     config.stage1.update(loss="squared_hinge", schedule="exponential", final_learning_rate=1e-5, layer_lr_scale="glorot",
                          clip_weights=2.0, clip_unit="glorot")  # fmt: skip

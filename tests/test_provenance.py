@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import pytest
 
 from bitnet.workdir import preemption, provenance
@@ -29,7 +30,8 @@ def test_environment_names_versions_and_devices():
     assert set(environment["versions"]) == set(provenance.LIBRARIES)
     assert all(version != "unknown" for version in environment["versions"].values())
     devices = environment["devices"]
-    assert devices["platform"] == "cpu" and devices["count"] >= 1 and devices["kind"]
+    assert devices["platform"] == jax.default_backend() and devices["count"] == len(jax.devices()) >= 1
+    assert devices["kind"] == (provenance.cpu_model() if devices["platform"] == "cpu" else jax.devices()[0].device_kind)
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from bitnet.input import data
 from bitnet.deploy import export
 from bitnet.errors import ERROR_FILE
 from bitnet.workdir import checkpoints, metrics, preemption, provenance, workdir_lock
@@ -33,153 +30,20 @@ from bitnet.training import binarized, loop, steps, train
 from bitnet.runs import evaluate
 from experiments import cli
 from tests import bad_inputs, idx_fixtures, tiny
-
-REPO = Path(__file__).resolve().parent.parent
-TIMING = ("examples_per_sec", "epoch_seconds")
-EPOCHS = 2  # per stage; 240 training images in batches of 20: 12 steps per epoch
-STEPS_PER_EPOCH = 12
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Synthetic IDX folder, TFDS data_dir, and the environment of every subprocess."""
-    root = tmp_path_factory.mktemp("reliability")
-    source = idx_fixtures.write_idx_folder(root / "idx", num_train=300, num_test=100, seed=3)
-    # relabel half of the training images at random, so validation error (and the best epoch) moves
-    labels_path = source / "train-labels-idx1-ubyte.gz"
-    labels = data.read_idx(labels_path)
-    rng = np.random.default_rng(0)
-    noisy = rng.random(len(labels)) < 0.5
-    labels[noisy] = rng.integers(0, 10, noisy.sum())
-    idx_fixtures.write_idx(labels_path, labels)
-    variables = {
-        **os.environ,
-        "BITNET_MNIST_DIR": "",
-        "BITNET_DATA_DIR": str(root / "tfds"),
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-    }
-    return {"source": source, "data_dir": root / "tfds", "root": root, "env": variables}
-
-
-def train_args(env, workdir, *overrides):
-    """The training command on the synthetic data; `overrides` ("--config.x=v", "--overwrite") replace the defaults.
-
-    (Each flag is given once: ml_collections joins the values of a repeated tuple flag.)
-    """
-    flags = {
-        "--config.data.source_dir": env["source"], "--config.data.data_dir": env["data_dir"],
-        "--config.data.train_subset": 0, "--config.data.test_subset": 0, "--config.data.validation_size": 60,
-        "--config.model.hidden_sizes": "(32,)", "--config.eval_batch_size": 64,
-        "--config.stage1.batch_size": 20, "--config.stage2.batch_size": 20,
-        "--config.stage1.epochs": EPOCHS, "--config.stage2.epochs": EPOCHS,
-    }  # fmt: skip
-    for override in overrides:
-        name, _, value = override.partition("=")
-        flags[name] = value
-    named = [f"{name}={value}" if value != "" else name for name, value in flags.items()]
-    return [sys.executable, "-m", "experiments.train", "--config=configs/smoke.py", *named, f"--workdir={workdir}"]
-
-
-def run(env, args, timeout=240):
-    return subprocess.run(args, cwd=REPO, env=env["env"], capture_output=True, text=True, timeout=timeout)
-
-
-def start(env, args, log):
-    """A subprocess with stderr to a file (a pipe nobody reads while polling could fill and block it)."""
-    with open(log, "w") as stderr:
-        return subprocess.Popen(args, cwd=REPO, env=env["env"], stdout=subprocess.DEVNULL, stderr=stderr)
-
-
-def signal_when(process, condition, signum, log, timeout=240):
-    """Send `signum` as soon as `condition()` holds; return (exit status, stderr)."""
-    deadline = time.time() + timeout
-    while not condition():
-        assert process.poll() is None, f"the run ended before the signal:\n{Path(log).read_text()[-3000:]}"
-        assert time.time() < deadline, "the run never reached the point to interrupt"
-        time.sleep(0.005)
-    process.send_signal(signum)
-    process.wait(timeout=120)
-    return process.returncode, Path(log).read_text()
-
-
-def saved_steps(workdir, stage, which="latest"):
-    """Steps of the finished checkpoints (orbax renames a step folder into place once it is complete)."""
-    folder = Path(workdir, "checkpoints", stage, which)
-    return sorted(int(name) for name in os.listdir(folder) if name.isdigit()) if folder.is_dir() else []
-
-
-def stored_state(workdir, stage, which):
-    """The arrays of a stage checkpoint as stored (no config needed), and its step."""
-    step = saved_steps(workdir, stage, which)[-1]
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(Path(workdir, "checkpoints", stage, which, str(step), "state").resolve())
-    return step, state
-
-
-def metric_lines(workdir):
-    lines = Path(workdir, "metrics.jsonl").read_text().splitlines()
-    return [{key: value for key, value in json.loads(line).items() if key not in TIMING} for line in lines]
-
-
-def assert_trees_equal(actual, expected):
-    paths_a, paths_e = jax.tree_util.tree_flatten_with_path(actual)[0], jax.tree_util.tree_flatten_with_path(expected)[0]
-    assert [path for path, _ in paths_a] == [path for path, _ in paths_e]
-    for (path, a), (_, e) in zip(paths_a, paths_e):
-        a, e = np.asarray(a), np.asarray(e)
-        assert a.dtype == e.dtype and a.shape == e.shape and np.array_equal(a, e), jax.tree_util.keystr(path)
-
-
-def assert_same_run(workdir, reference):
-    """Same metrics (timing aside), final states of both stages and binarized model, bit for bit."""
-    assert metric_lines(workdir) == metric_lines(reference)
-    for stage in ("compressed", "bitwise"):
-        for which in ("latest", "best"):
-            step, state = stored_state(workdir, stage, which)
-            reference_step, reference_state = stored_state(reference, stage, which)
-            assert step == reference_step, (stage, which)
-            assert_trees_equal(state, reference_state)
-    arrays, meta = checkpoints.restore_binarized(workdir)
-    reference_arrays, reference_meta = checkpoints.restore_binarized(reference)
-    assert meta.pop("provenance")["training_segments"] and reference_meta.pop("provenance")["training_segments"]
-    assert meta == reference_meta  # the model itself; its provenance records each run's own processes
-    assert sorted(arrays) == sorted(reference_arrays)
-    for key in arrays:
-        assert arrays[key].dtype == reference_arrays[key].dtype and np.array_equal(arrays[key], reference_arrays[key]), key
-
-
-def assert_one_line_error(result_or_stderr, *words):
-    """Exit status != 0, no traceback, last stderr line `error: ...` containing `words`."""
-    if isinstance(result_or_stderr, subprocess.CompletedProcess):
-        assert result_or_stderr.returncode != 0
-        stderr = result_or_stderr.stderr
-    else:
-        stderr = result_or_stderr
-    assert "Traceback" not in stderr, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), stderr[-3000:]
-    for word in words:
-        assert word in last, (word, last)
-    return last
-
-
-@pytest.fixture(scope="module")
-def reference(env):
-    """An uninterrupted run (it also fills the compilation cache and prepares the data)."""
-    workdir = env["root"] / "reference"
-    result = run(env, train_args(env, workdir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = metric_lines(workdir)
-    assert [(m["stage"], m["epoch"]) for m in lines] == [(s, e) for s in ("compressed", "bitwise") for e in range(1, EPOCHS + 1)]
-    assert len({m["val_error"] for m in lines}) > 2  # the best epoch depends on the whole run
-    return workdir
-
-
-# ---------------------------------------------------------------------------------------------
-# Resume and preemption
-
+from tests.helpers import (
+    REPO,
+    STEPS_PER_EPOCH,
+    assert_one_line_error,
+    assert_same_run,
+    assert_trees_equal,
+    lines_without_timing,
+    run,
+    saved_steps,
+    signal_when,
+    start,
+    stored_state,
+    train_args,
+)
 
 @pytest.mark.slow  # full tier: ./launch.sh test --full
 def test_killed_and_preempted_run_resumes_to_the_same_model(env, reference, tmp_path):
@@ -302,7 +166,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(env, 
     assert provenance.read_segments(workdir)[-1]["status"] == "error"
     assert saved_steps(workdir, "float") == [STEPS_PER_EPOCH]
     assert_trees_equal(stored_state(workdir, "float", "latest")[1], good_state)
-    assert [m["epoch"] for m in metric_lines(workdir)] == [1]
+    assert [m["epoch"] for m in lines_without_timing(workdir)] == [1]
 
 
 # ---------------------------------------------------------------------------------------------

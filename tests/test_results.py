@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from bitnet.input import data
 from bitnet.deploy import export
 from bitnet.training import configuration
 from bitnet.runs import evaluate, registry, sweep
@@ -23,15 +22,6 @@ def _published() -> list[tuple[str, dict]]:
         return []
     with open(path) as file:
         return [(name, entry) for name, entry in sorted(json.load(file).items()) if "npz" in entry]
-
-
-@pytest.fixture(scope="module")
-def test_split():
-    folder = os.environ.get("BITNET_MNIST_DIR")
-    if not folder:
-        pytest.skip("set BITNET_MNIST_DIR to the real MNIST folder")
-    arrays = data.read_idx_folder(folder)
-    return arrays["test_images"].reshape(len(arrays["test_images"]), -1), arrays["test_labels"]
 
 
 @pytest.mark.parametrize("name, entry", _published(), ids=[name for name, _ in _published()])

@@ -4,25 +4,13 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from bitnet.core import models
 from bitnet.input import data
 from bitnet.training import loop, plan, steps
-from configs import default, smoke
-
-NUM_TRAIN, BATCH, INPUTS = 96, 8, 20
-
-
-def tiny_stage(mode="bitwise", **changes):
-    config = smoke.get_config()
-    config.model.hidden_sizes = (16, 12)
-    config.stage2.sparsity = 0.25
-    config.run_kind = "float" if mode == "float" else "bitwise"
-    stage = {s.name: s for s in plan.plan(config)}[mode]
-    return dataclasses.replace(stage, batch_size=BATCH, **changes)
-
+from configs import default
+from tests.helpers import BATCH, NUM_TRAIN, assert_same, step_parts, step_stage
 
 def test_salts_are_frozen_and_equal_the_first_mode_order():
     assert plan.SALTS == {"float": 0, "compressed": 1, "bitwise": 2}
@@ -48,27 +36,11 @@ def test_plan_of_each_run_kind():
     assert plan.binarized_stage((only,)) is None
 
 
-def setup(stage):
-    rng = np.random.default_rng(0)
-    inputs = jnp.asarray(np.where(rng.random((NUM_TRAIN, INPUTS)) < 0.5, 1.0, -1.0), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 10, NUM_TRAIN), jnp.int32)
-    spe = NUM_TRAIN // BATCH
-    model = steps.make_model(stage)
-    optimizer = steps.make_optimizer(stage, steps.make_schedule(stage, spe))
-    key = steps.stage_key(stage)
-    return model, optimizer, key, steps.init_state(model, optimizer, key, inputs[:1]), inputs, labels, spe
-
-
-def assert_same(a, b):
-    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-        assert np.array_equal(np.asarray(x), np.asarray(y)), jax.tree_util.keystr(path)
-
-
 @pytest.mark.parametrize("mode", ["compressed", "bitwise"])
 def test_a_chunk_computes_what_single_steps_compute(mode):
     """One epoch as single jitted steps, as one chunk, and as chunks of 5 + 7: bit for bit the same."""
-    stage = tiny_stage(mode, hyper=dataclasses.replace(tiny_stage(mode).hyper, dropout_rate=0.2))
-    model, optimizer, key, state, inputs, labels, spe = setup(stage)
+    stage = step_stage(mode, hyper=dataclasses.replace(step_stage(mode).hyper, dropout_rate=0.2))
+    model, optimizer, key, state, inputs, labels, spe = step_parts(stage)
     order = data.batch_indices(stage.seed, 1, NUM_TRAIN, BATCH)
     single = steps.make_train_step(model, optimizer)
     one_by_one = state
@@ -84,8 +56,8 @@ def test_a_chunk_computes_what_single_steps_compute(mode):
 
 
 def test_checkpoints_are_due_every_n_epochs_or_t_seconds():
-    every_two = tiny_stage(checkpoint_every_epochs=2)
+    every_two = step_stage(checkpoint_every_epochs=2)
     assert [loop._checkpoint_due(every_two, epoch, 0.0) for epoch in (1, 2, 3, 4)] == [False, True, False, True]
-    by_time = tiny_stage(checkpoint_every_epochs=100, checkpoint_every_seconds=600.0)
+    by_time = step_stage(checkpoint_every_epochs=100, checkpoint_every_seconds=600.0)
     assert not loop._checkpoint_due(by_time, 1, 599.0) and loop._checkpoint_due(by_time, 1, 600.0)
-    assert not loop._checkpoint_due(tiny_stage(checkpoint_every_epochs=100), 1, 1e9)  # 0 seconds: by epochs only
+    assert not loop._checkpoint_due(step_stage(checkpoint_every_epochs=100), 1, 1e9)  # 0 seconds: by epochs only

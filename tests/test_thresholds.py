@@ -13,7 +13,6 @@ from bitnet.deploy import export, inference, packing
 from bitnet.training import binarized, plan
 from bitnet.runs import evaluate
 from configs import smoke
-from tests.test_results import test_split  # noqa: F401  (a fixture: the real MNIST test images)
 
 N_IN = 12
 
