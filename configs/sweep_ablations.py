@@ -14,24 +14,18 @@ reference included, so the runs differ only in the ablated field.
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 STAGE1 = "workdirs/sweep_table1/bipolar-bitwise-seed0"
 STAGE2_EPOCHS = 10
-ABLATIONS = (
-    "name=reference,stage2.sparsity=0.0",
-    "name=lambda0.1,stage2.sparsity=0.1",
-    "name=lambda0.25,stage2.sparsity=0.25",
-    "name=lambda0.5,stage2.sparsity=0.5",
-    "name=lambda0.75,stage2.sparsity=0.75",  # beyond the grid: where the trend turns
-    "name=no-compression,stage2.init=random",
-    "name=ste-identity,stage2.surrogate=identity",
-    "name=ste-tanh,stage2.surrogate=tanh",
+ABLATIONS = hyper.chain(
+    hyper.named("reference", hyper.fixed({"stage2.sparsity": 0.0})),
+    hyper.named("lambda{sparsity}", hyper.sweep("stage2.sparsity", (0.1, 0.25, 0.5, 0.75))),  # 0.75: beyond the grid, where the trend turns
+    hyper.named("no-compression", hyper.fixed({"stage2.init": "random"})),
+    hyper.named("ste-{surrogate}", hyper.sweep("stage2.surrogate", ("identity", "tanh"))),
 )
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(
-        f"{ablation},stage2.epochs={STAGE2_EPOCHS},stage2.stage1_workdir={STAGE1}" for ablation in ABLATIONS
-    )
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(
+        ABLATIONS, hyper.fixed({"stage2.epochs": STAGE2_EPOCHS, "stage2.stage1_workdir": STAGE1})))

@@ -21,19 +21,19 @@ Names start with "aug-" so that every published run name is unique across sweeps
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)  # for the bipolar cell
 ENCODINGS = ("binary", "fixed2")
 BINARY_EXTRA_SEEDS = (1,)  # the best cell (0/1 input): a second seed, added after the H200 sweep
 WIDTHS = (4096, 2048)
-NO_SCALE = "stage1.layer_lr_scale=none,stage2.layer_lr_scale=none"  # as run: before fan_in became the default
+NO_SCALE = {"stage1.layer_lr_scale": "none", "stage2.layer_lr_scale": "none"}  # as run: before fan_in became the default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/augmented.py"
-    runs = [f"name=aug-bipolar-bitwise-{width}-seed0,model.hidden_sizes=({width},{width},{width}),{NO_SCALE}" for width in WIDTHS]
-    runs += [f"name=aug-bipolar-bitwise-seed{seed},seed={seed}" for seed in SEEDS]
-    runs += [f"name=aug-{encoding}-bitwise-seed0,encoding={encoding}" for encoding in ENCODINGS]
-    runs += [f"name=aug-binary-bitwise-seed{seed},encoding=binary,seed={seed}" for seed in BINARY_EXTRA_SEEDS]
-    sweep.runs = tuple(runs)  # widest first: the longest runs start first when run in parallel
-    return sweep
+    return hyper.config("configs/augmented.py", hyper.chain(  # widest first: the longest runs start first when run in parallel
+        [{"name": f"aug-bipolar-bitwise-{width}-seed0", "model.hidden_sizes": (width,) * 3, **NO_SCALE} for width in WIDTHS],
+        hyper.named("aug-bipolar-bitwise-seed{seed}", hyper.sweep("seed", SEEDS)),
+        hyper.named("aug-{encoding}-bitwise-seed0", hyper.sweep("encoding", ENCODINGS)),
+        hyper.named("aug-{encoding}-bitwise-seed{seed}", hyper.product(hyper.fixed({"encoding": "binary"}), hyper.sweep("seed", BINARY_EXTRA_SEEDS))),
+    ))

@@ -7,11 +7,10 @@ Cost: ~30 min per run on the 2-core CPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/binary_bn.py"
-    sweep.runs = tuple(f"name=binary_bn-seed{seed},seed={seed}" for seed in SEEDS)
-    return sweep
+    return hyper.config("configs/binary_bn.py", hyper.named("binary_bn-seed{seed}", hyper.sweep("seed", SEEDS)))

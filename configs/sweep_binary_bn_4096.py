@@ -11,13 +11,13 @@ Cost: GPU work (~37M weights; hours per epoch-hundred on the 2-core CPU).
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
-WIDE = "model.hidden_sizes=(4096,4096,4096),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in"
-CADENCE = "stage1.checkpoint_every_epochs=20,stage2.checkpoint_every_epochs=20"
+WIDE = {"model.hidden_sizes": (4096, 4096, 4096), "stage1.layer_lr_scale": "fan_in", "stage2.layer_lr_scale": "fan_in"}
+CADENCE = {"stage1.checkpoint_every_epochs": 20, "stage2.checkpoint_every_epochs": 20}
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/binary_bn.py"
-    sweep.runs = tuple(f"name=binary_bn-4096-seed{seed},{WIDE},{CADENCE},seed={seed}" for seed in SEEDS)
-    return sweep
+    return hyper.config("configs/binary_bn.py", hyper.named(
+        "binary_bn-4096-seed{seed}", hyper.product(hyper.fixed({**WIDE, **CADENCE}), hyper.sweep("seed", SEEDS))))

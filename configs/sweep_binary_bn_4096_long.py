@@ -13,6 +13,7 @@ Cost: GPU work (a group of three: minutes on one H100/H200).
 
 import ml_collections
 
+from bitnet.runs import hyper
 from configs import sweep_binary_bn_4096
 
 SEEDS = sweep_binary_bn_4096.SEEDS
@@ -20,12 +21,8 @@ STAGE2_EPOCHS = 150
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/binary_bn.py"
-    sweep.runs = tuple(
-        f"name=binary_bn-4096-long-seed{seed},{sweep_binary_bn_4096.WIDE},{sweep_binary_bn_4096.CADENCE},"
-        f"seed={seed},stage2.epochs={STAGE2_EPOCHS},"
-        f"stage2.stage1_workdir=workdirs/sweep_binary_bn_4096/binary_bn-4096-seed{seed}"
+    return hyper.config("configs/binary_bn.py", [
+        {"name": f"binary_bn-4096-long-seed{seed}", **sweep_binary_bn_4096.WIDE, **sweep_binary_bn_4096.CADENCE, "seed": seed,
+         "stage2.epochs": STAGE2_EPOCHS, "stage2.stage1_workdir": f"workdirs/sweep_binary_bn_4096/binary_bn-4096-seed{seed}"}
         for seed in SEEDS
-    )
-    return sweep
+    ])

@@ -18,17 +18,16 @@ Cost: ~20 / ~40 min per seed on the 2-core CPU (stage 2 only).
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
 STAGE2_EPOCHS = {"long": 150, "long300": 300}
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/binary_bn.py"
-    sweep.runs = tuple(
-        f"name=binary_bn-{label}-seed{seed},seed={seed},stage2.epochs={epochs},"
-        f"stage2.stage1_workdir=workdirs/sweep_binary_bn/binary_bn-seed{seed}"
+    return hyper.config("configs/binary_bn.py", [
+        {"name": f"binary_bn-{label}-seed{seed}", "seed": seed, "stage2.epochs": epochs,
+         "stage2.stage1_workdir": f"workdirs/sweep_binary_bn/binary_bn-seed{seed}"}
         for label, epochs in STAGE2_EPOCHS.items()
         for seed in SEEDS
-    )
-    return sweep
+    ])

@@ -11,13 +11,13 @@ Expect: see RESULTS.md. Cost: ~20 min per bitwise run, ~10 min for the float run
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"name=fixed2_01-bitwise-seed{seed},encoding=fixed2_01,seed={seed}" for seed in SEEDS) + tuple(
-        f"name=fixed2_01-float-seed{seed},encoding=fixed2_01,run_kind=float,seed={seed}" for seed in SEEDS
-    )
-    return sweep
+    return hyper.config("configs/default.py", hyper.chain(
+        hyper.named("fixed2_01-bitwise-seed{seed}", hyper.product(hyper.fixed({"encoding": "fixed2_01"}), hyper.sweep("seed", SEEDS))),
+        hyper.named("fixed2_01-float-seed{seed}", hyper.product(hyper.fixed({"encoding": "fixed2_01", "run_kind": "float"}), hyper.sweep("seed", SEEDS))),
+    ))

@@ -13,19 +13,16 @@ Cost: ~30 min per run on the 2-core CPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 STAGE1_EPOCHS = 20
 STAGE2_EPOCHS = 5
-CHANGES = (
-    "name=fixed2,encoding=fixed2",
-    "name=fixed2_01,encoding=fixed2_01",
-    "name=thermo2_01,encoding=thermo2_01",
-    "name=fixed2-input-dropout0,encoding=fixed2,stage1.input_dropout_rate=0.0,stage2.input_dropout_rate=0.0",
-    "name=binary,encoding=binary",
+CHANGES = hyper.chain(
+    hyper.named("{encoding}", hyper.sweep("encoding", ("fixed2", "fixed2_01", "thermo2_01"))),
+    [{"name": "fixed2-input-dropout0", "encoding": "fixed2", "stage1.input_dropout_rate": 0.0, "stage2.input_dropout_rate": 0.0}],
+    hyper.named("{encoding}", hyper.sweep("encoding", ("binary",))),
 )
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"{change},stage1.epochs={STAGE1_EPOCHS},stage2.epochs={STAGE2_EPOCHS}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(CHANGES, hyper.fixed({"stage1.epochs": STAGE1_EPOCHS, "stage2.epochs": STAGE2_EPOCHS})))

@@ -12,17 +12,18 @@ Cost: ~5 min per run alone on the 2-core CPU.
 
 import ml_collections
 
-SCREEN = "encoding=binary,stage1.epochs=20,stage2.epochs=10"
-CHANGES = (
-    "name=lambda0.5",
-    "name=lambda0,stage2.sparsity=0.0",
-    "name=lambda0-bn,stage2.sparsity=0.0,model.batch_norm=True",
-    "name=lambda0-bn-hinge,stage2.sparsity=0.0,model.batch_norm=True,stage1.loss=squared_hinge,stage2.loss=squared_hinge",
-)
+from bitnet.runs import hyper
+
+SCREEN = {"encoding": "binary", "stage1.epochs": 20, "stage2.epochs": 10}
+BATCH_NORM = {"stage2.sparsity": 0.0, "model.batch_norm": True}
+HINGE = {"stage1.loss": "squared_hinge", "stage2.loss": "squared_hinge"}
+CHANGES = [
+    {"name": "lambda0.5"},
+    {"name": "lambda0", "stage2.sparsity": 0.0},
+    {"name": "lambda0-bn", **BATCH_NORM},
+    {"name": "lambda0-bn-hinge", **BATCH_NORM, **HINGE},
+]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/augmented.py"
-    sweep.runs = tuple(f"{change},{SCREEN}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/augmented.py", hyper.product(CHANGES, hyper.fixed(SCREEN)))

@@ -13,17 +13,13 @@ Cost: ~5 min per run alone on the 2-core CPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
 from configs import sweep_screen_bn
 
-NO_DROPOUT = "stage1.dropout_rate=0.0,stage1.input_dropout_rate=0.0,stage2.dropout_rate=0.0,stage2.input_dropout_rate=0.0"
-CHANGES = (
-    "name=bn-dropout0",
-    "name=bn-hinge-dropout0,stage1.loss=squared_hinge,stage2.loss=squared_hinge",
-)
+NO_DROPOUT = {f"stage{n}.{field}": 0.0 for n in (1, 2) for field in ("dropout_rate", "input_dropout_rate")}
+CHANGES = [{"name": "bn-dropout0"}, {"name": "bn-hinge-dropout0", **sweep_screen_bn.HINGE}]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/augmented.py"
-    sweep.runs = tuple(f"stage2.sparsity=0.0,model.batch_norm=True,{NO_DROPOUT},{sweep_screen_bn.SCREEN},{change}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/augmented.py", hyper.product(
+        hyper.fixed({**sweep_screen_bn.BATCH_NORM, **NO_DROPOUT, **sweep_screen_bn.SCREEN}), CHANGES))

@@ -14,24 +14,22 @@ Cost: ~2 min per 10 stage-2 epochs on the 2-core CPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
 from configs import sweep_screen_bn
 
-STAGE1 = "stage2.stage1_workdir=workdirs/sweep_screen_bn/lambda0-bn"
-BASE = "stage2.sparsity=0.0,model.batch_norm=True"
-CHANGES = (
-    "name=bn-s2-lr1e-3,stage2.learning_rate=1e-3",
-    "name=bn-s2-lr1e-4,stage2.learning_rate=1e-4",
-    "name=bn-s2-dropout0,stage2.dropout_rate=0.0,stage2.input_dropout_rate=0.0",
-    "name=bn-s2-20epochs,stage2.epochs=20",
-    "name=bn-s2-lambda0.5,stage2.sparsity=0.5",  # ternary, as the augmented recipe: not the strictly binary record
+STAGE1 = {"stage2.stage1_workdir": "workdirs/sweep_screen_bn/lambda0-bn"}
+NO_DROPOUT = {"stage2.dropout_rate": 0.0, "stage2.input_dropout_rate": 0.0}
+CHANGES = [
+    {"name": "bn-s2-lr1e-3", "stage2.learning_rate": 1e-3},
+    {"name": "bn-s2-lr1e-4", "stage2.learning_rate": 1e-4},
+    {"name": "bn-s2-dropout0", **NO_DROPOUT},
+    {"name": "bn-s2-20epochs", "stage2.epochs": 20},
+    {"name": "bn-s2-lambda0.5", "stage2.sparsity": 0.5},  # ternary, as the augmented recipe: not the strictly binary record
     # the same dropout change from the squared-hinge stage 1 (sweep_screen_bn's lambda0-bn-hinge)
-    "name=bn-hinge-s2-dropout0,stage1.loss=squared_hinge,stage2.loss=squared_hinge,"
-    "stage2.stage1_workdir=workdirs/sweep_screen_bn/lambda0-bn-hinge,stage2.dropout_rate=0.0,stage2.input_dropout_rate=0.0",
-)
+    {"name": "bn-hinge-s2-dropout0", **sweep_screen_bn.HINGE, "stage2.stage1_workdir": "workdirs/sweep_screen_bn/lambda0-bn-hinge", **NO_DROPOUT},
+]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/augmented.py"
-    sweep.runs = tuple(f"{BASE},{sweep_screen_bn.SCREEN},{STAGE1},{change}" for change in CHANGES)  # the change last: it wins
-    return sweep
+    return hyper.config("configs/augmented.py", hyper.product(  # the change last: it wins
+        hyper.fixed({**sweep_screen_bn.BATCH_NORM, **sweep_screen_bn.SCREEN, **STAGE1}), CHANGES))

@@ -12,21 +12,28 @@ Cost: hours per run on the 2-core CPU; minutes for the group on one GPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 STAGE1_EPOCHS = 300
 STAGE2_EPOCHS = 100
-CADENCE = "stage1.checkpoint_every_epochs=50,stage2.checkpoint_every_epochs=50"
-CHANGES = (
-    "name=long",
-    "name=long-dropout0.5,stage1.dropout_rate=0.5,stage1.input_dropout_rate=0.2,stage2.dropout_rate=0.5,stage2.input_dropout_rate=0.2",
-    "name=long-dropout0,stage1.dropout_rate=0.0,stage1.input_dropout_rate=0.0,stage2.dropout_rate=0.0,stage2.input_dropout_rate=0.0",
-    "name=long-lr3e-4,stage1.learning_rate=3e-4",
-    "name=long-s2lr1e-4,stage2.learning_rate=1e-4",
-    "name=long-lambda0.5,stage2.sparsity=0.5",
-)
+CADENCE = {"stage1.checkpoint_every_epochs": 50, "stage2.checkpoint_every_epochs": 50}
+
+
+def dropout(hidden: float, inputs: float) -> dict:
+    """Both stages' dropout rates."""
+    return {f"stage{n}.{field}": rate for n in (1, 2) for field, rate in (("dropout_rate", hidden), ("input_dropout_rate", inputs))}
+
+
+CHANGES = [
+    {"name": "long"},
+    {"name": "long-dropout0.5", **dropout(0.5, 0.2)},
+    {"name": "long-dropout0", **dropout(0.0, 0.0)},
+    {"name": "long-lr3e-4", "stage1.learning_rate": 3e-4},
+    {"name": "long-s2lr1e-4", "stage2.learning_rate": 1e-4},
+    {"name": "long-lambda0.5", "stage2.sparsity": 0.5},
+]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"{change},stage1.epochs={STAGE1_EPOCHS},stage2.epochs={STAGE2_EPOCHS},{CADENCE}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(
+        CHANGES, hyper.fixed({"stage1.epochs": STAGE1_EPOCHS, "stage2.epochs": STAGE2_EPOCHS, **CADENCE})))

@@ -13,28 +13,20 @@ Cost: hours per run on the 2-core CPU; minutes for the group on one GPU.
 
 import ml_collections
 
+from bitnet.runs import hyper
 from configs import sweep_screen_long
 
 LR = "stage1.learning_rate"
-DROPOUT = "stage{n}.dropout_rate={hidden},stage{n}.input_dropout_rate={inputs}"
-CHANGES = (
-    f"name=long-lr1e-4,{LR}=1e-4",
-    f"name=long-lr3e-4-lambda0.5,{LR}=3e-4,stage2.sparsity=0.5",
-    f"name=long-lr1e-4-lambda0.5,{LR}=1e-4,stage2.sparsity=0.5",
-    f"name=long-lr3e-4-s2lr1e-3,{LR}=3e-4,stage2.learning_rate=1e-3",
-    f"name=long-lr3e-4-dropout0.1,{LR}=3e-4,"
-    + ",".join(DROPOUT.format(n=n, hidden=0.1, inputs=0.05) for n in (1, 2)),
-    f"name=long-lr3e-4-dropout0.3,{LR}=3e-4,"
-    + ",".join(DROPOUT.format(n=n, hidden=0.3, inputs=0.1) for n in (1, 2)),
-)
+CHANGES = [
+    {"name": "long-lr1e-4", LR: 1e-4},
+    {"name": "long-lr3e-4-lambda0.5", LR: 3e-4, "stage2.sparsity": 0.5},
+    {"name": "long-lr1e-4-lambda0.5", LR: 1e-4, "stage2.sparsity": 0.5},
+    {"name": "long-lr3e-4-s2lr1e-3", LR: 3e-4, "stage2.learning_rate": 1e-3},
+    {"name": "long-lr3e-4-dropout0.1", LR: 3e-4, **sweep_screen_long.dropout(0.1, 0.05)},
+    {"name": "long-lr3e-4-dropout0.3", LR: 3e-4, **sweep_screen_long.dropout(0.3, 0.1)},
+]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(
-        f"{change},stage1.epochs={sweep_screen_long.STAGE1_EPOCHS},stage2.epochs={sweep_screen_long.STAGE2_EPOCHS},"
-        f"{sweep_screen_long.CADENCE}"
-        for change in CHANGES
-    )
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(CHANGES, hyper.fixed(
+        {"stage1.epochs": sweep_screen_long.STAGE1_EPOCHS, "stage2.epochs": sweep_screen_long.STAGE2_EPOCHS, **sweep_screen_long.CADENCE})))

@@ -11,20 +11,17 @@ Cost: ~25 min per run on the 2-core CPU (one group of runs on the CPU trains the
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 STAGE1_EPOCHS = 20
 STAGE2_EPOCHS = 5
-CHANGES = (
-    "name=base",
-    "name=lr3e-3,stage1.learning_rate=3e-3",
-    "name=lr1e-2,stage1.learning_rate=1e-2",
-    "name=lr3e-4,stage1.learning_rate=3e-4",
-    "name=dropout0,stage1.dropout_rate=0.0,stage1.input_dropout_rate=0.0",
-    "name=dropout0.5,stage1.dropout_rate=0.5,stage1.input_dropout_rate=0.2",
+NO_DROPOUT = {"stage1.dropout_rate": 0.0, "stage1.input_dropout_rate": 0.0}
+CHANGES = hyper.chain(
+    [{"name": "base"}],
+    [{"name": f"lr{rate}", "stage1.learning_rate": float(rate)} for rate in ("3e-3", "1e-2", "3e-4")],
+    [{"name": "dropout0", **NO_DROPOUT}, {"name": "dropout0.5", "stage1.dropout_rate": 0.5, "stage1.input_dropout_rate": 0.2}],
 )
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"{change},stage1.epochs={STAGE1_EPOCHS},stage2.epochs={STAGE2_EPOCHS}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(CHANGES, hyper.fixed({"stage1.epochs": STAGE1_EPOCHS, "stage2.epochs": STAGE2_EPOCHS})))

@@ -12,19 +12,19 @@ Cost: ~1 h on the 2-core CPU (the 4096 runs dominate).
 
 import ml_collections
 
-SCREEN = "data.train_subset=10000,stage1.epochs=5,stage2.epochs=5"
-NO_SCALE = "stage1.layer_lr_scale=none,stage2.layer_lr_scale=none"  # as run: fan_in became the default after this screen
-CHANGES = (
-    "name=width1024,model.hidden_sizes=(1024,1024,1024)",
-    f"name=width2048,model.hidden_sizes=(2048,2048,2048),{NO_SCALE}",
-    "name=width2048-fan_in,model.hidden_sizes=(2048,2048,2048),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
-    f"name=width4096,model.hidden_sizes=(4096,4096,4096),{NO_SCALE}",
-    "name=width4096-fan_in,model.hidden_sizes=(4096,4096,4096),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
-)
+from bitnet.runs import hyper
+
+SCREEN = {"data.train_subset": 10000, "stage1.epochs": 5, "stage2.epochs": 5}
+NO_SCALE = {"stage1.layer_lr_scale": "none", "stage2.layer_lr_scale": "none"}  # as run: fan_in became the default after this screen
+FAN_IN = {"stage1.layer_lr_scale": "fan_in", "stage2.layer_lr_scale": "fan_in"}
+CHANGES = [
+    {"name": "width1024", "model.hidden_sizes": (1024, 1024, 1024)},
+    {"name": "width2048", "model.hidden_sizes": (2048, 2048, 2048), **NO_SCALE},
+    {"name": "width2048-fan_in", "model.hidden_sizes": (2048, 2048, 2048), **FAN_IN},
+    {"name": "width4096", "model.hidden_sizes": (4096, 4096, 4096), **NO_SCALE},
+    {"name": "width4096-fan_in", "model.hidden_sizes": (4096, 4096, 4096), **FAN_IN},
+]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"{change},{SCREEN}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(CHANGES, hyper.fixed(SCREEN)))

@@ -11,18 +11,12 @@ Cost: ~40 min on the 2-core CPU (the 4096 run ~25 min).
 
 import ml_collections
 
-SCREEN = "stage1.epochs=10,stage2.epochs=3"
-NO_SCALE = "stage1.layer_lr_scale=none,stage2.layer_lr_scale=none"  # as run: fan_in became the default after this screen
-CHANGES = (
-    "name=width1024,model.hidden_sizes=(1024,1024,1024)",
-    f"name=width2048,model.hidden_sizes=(2048,2048,2048),{NO_SCALE}",
-    "name=width2048-fan_in,model.hidden_sizes=(2048,2048,2048),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
-    "name=width4096-fan_in,model.hidden_sizes=(4096,4096,4096),stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in",
-)
+from bitnet.runs import hyper
+from configs import sweep_screen_width
+
+SCREEN = {"stage1.epochs": 10, "stage2.epochs": 3}
+CHANGES = [change for change in sweep_screen_width.CHANGES if change["name"] != "width4096"]
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(f"{change},{SCREEN}" for change in CHANGES)
-    return sweep
+    return hyper.config("configs/default.py", hyper.product(CHANGES, hyper.fixed(SCREEN)))

@@ -10,11 +10,10 @@ packed test error on the first 2,000 test images, real MNIST). Cost on the 2-cor
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2, 3)
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/smoke.py"
-    sweep.runs = tuple(f"seed={seed}" for seed in SEEDS)
-    return sweep
+    return hyper.config("configs/smoke.py", hyper.sweep("seed", SEEDS))

@@ -13,9 +13,9 @@ Each run is configs/default.py with the overrides below; results.md aggregates t
 (mean +- std over seeds per setting). Model selection uses the validation split only.
 """
 
-import itertools
-
 import ml_collections
+
+from bitnet.runs import hyper
 
 ENCODINGS = ("bipolar", "binary", "fixed2")
 RUN_KINDS = ("bitwise", "float")
@@ -24,14 +24,9 @@ EXTRA_ENCODINGS = ("thermo2",)  # 2-bit input, our alternative to fixed2
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"  # relative to the repository root
-    runs = [
-        f"encoding={encoding},run_kind={kind},seed=0"
-        for kind, encoding in itertools.product(RUN_KINDS, ENCODINGS)
-    ]
-    runs.append("encoding=float,run_kind=float,seed=0")
-    runs += [f"encoding=bipolar,run_kind=bitwise,seed={seed}" for seed in EXTRA_SEEDS]
-    runs += [f"encoding={encoding},run_kind={kind},seed=0" for encoding in EXTRA_ENCODINGS for kind in RUN_KINDS]
-    sweep.runs = tuple(runs)  # each: comma-separated config overrides (dotted names allowed)
-    return sweep
+    return hyper.config("configs/default.py", hyper.chain(  # names join the values: bipolar-bitwise-seed0
+        [{"encoding": encoding, "run_kind": kind, "seed": 0} for kind in RUN_KINDS for encoding in ENCODINGS],
+        [{"encoding": "float", "run_kind": "float", "seed": 0}],
+        [{"encoding": "bipolar", "run_kind": "bitwise", "seed": seed} for seed in EXTRA_SEEDS],
+        [{"encoding": encoding, "run_kind": kind, "seed": 0} for encoding in EXTRA_ENCODINGS for kind in RUN_KINDS],
+    ))

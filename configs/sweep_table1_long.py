@@ -12,18 +12,13 @@ one GPU call for all six groups (`--parallel 6`).
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
 ENCODINGS = ("bipolar", "binary", "fixed2_01")
 RUN_KINDS = ("bitwise", "float")
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/paper_long.py"
-    sweep.runs = tuple(
-        f"name=long-{encoding}-{kind}-seed{seed},encoding={encoding},run_kind={kind},seed={seed}"
-        for kind in RUN_KINDS
-        for encoding in ENCODINGS
-        for seed in SEEDS
-    )
-    return sweep
+    return hyper.config("configs/paper_long.py", hyper.named("long-{encoding}-{run_kind}-seed{seed}", hyper.product(
+        hyper.sweep("run_kind", RUN_KINDS), hyper.sweep("encoding", ENCODINGS), hyper.sweep("seed", SEEDS))))

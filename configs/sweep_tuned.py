@@ -13,16 +13,15 @@ of the table sweep's run with the same seed and trains only stage 2 (the full 40
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
 SPARSITY = 0.5
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    sweep.runs = tuple(
-        f"name=bipolar-bitwise-lambda{SPARSITY}-seed{seed},seed={seed},stage2.sparsity={SPARSITY},"
-        f"stage2.stage1_workdir=workdirs/sweep_table1/bipolar-bitwise-seed{seed}"
+    return hyper.config("configs/default.py", [
+        {"name": f"bipolar-bitwise-lambda{SPARSITY}-seed{seed}", "seed": seed, "stage2.sparsity": SPARSITY,
+         "stage2.stage1_workdir": f"workdirs/sweep_table1/bipolar-bitwise-seed{seed}"}
         for seed in SEEDS
-    )
-    return sweep
+    ])

@@ -14,19 +14,16 @@ Cost: ~75 min per 2048 run, ~3 h per 4096 run on the 2-core CPU; GPU work.
 
 import ml_collections
 
+from bitnet.runs import hyper
+
 SEEDS = (0, 1, 2)
-FAN_IN = "stage1.layer_lr_scale=fan_in,stage2.layer_lr_scale=fan_in"
-CADENCE = "stage1.checkpoint_every_epochs=10,stage2.checkpoint_every_epochs=10"
+FAN_IN = {"stage1.layer_lr_scale": "fan_in", "stage2.layer_lr_scale": "fan_in"}
+CADENCE = {"stage1.checkpoint_every_epochs": 10, "stage2.checkpoint_every_epochs": 10}
 
 
 def get_config() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.base = "configs/default.py"
-    reference = tuple(f"name=width1024-seed{seed},{CADENCE},seed={seed}" for seed in SEEDS)
-    wide = tuple(
-        f"name=width{width}-fan_in-seed{seed},model.hidden_sizes=({width},{width},{width}),{FAN_IN},{CADENCE},seed={seed}"
-        for width in (2048, 4096)
-        for seed in SEEDS
-    )
-    sweep.runs = reference + wide
-    return sweep
+    return hyper.config("configs/default.py", hyper.chain(
+        hyper.named("width1024-seed{seed}", hyper.product(hyper.fixed(CADENCE), hyper.sweep("seed", SEEDS))),
+        [{"name": f"width{width}-fan_in-seed{seed}", "model.hidden_sizes": (width,) * 3, **FAN_IN, **CADENCE, "seed": seed}
+         for width in (2048, 4096) for seed in SEEDS],
+    ))

@@ -91,7 +91,9 @@ def _units(runs: list[sweep.Run], base: str, grouped: bool, max_size: int) -> li
         return [[run] for run in runs]
     from bitnet.training import group  # late: imports JAX (no device is touched)
 
-    keys = cli.run_cleanly(lambda: [group.group_key(sweep.run_config(base, run)) for run in runs])
+    from bitnet.training import plan  # late: imports JAX (no device is touched)
+
+    keys = cli.run_cleanly(lambda: [group.group_key(plan.resolve(sweep.run_config(base, run))) for run in runs])
     return sweep.groups(runs, keys, max_size)
 
 

@@ -20,6 +20,7 @@ _SWEEP = config_flags.DEFINE_config_file("sweep", None, "A sweep file: get_confi
 _ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs.")
 _RUNS = flags.DEFINE_list("runs", None, "The runs (workdir names) of the group.")
 _AXIS = flags.DEFINE_enum("axis", None, list(group.AXES), "How the runs share the program (default: map on the CPU, vmap on accelerators).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a differing config.json in each run's workdir (as experiments.train).")
 flags.mark_flags_as_required(["sweep", "workdir_root", "runs"])
 
 
@@ -29,7 +30,7 @@ def main(argv):
     runs = cli.run_cleanly(lambda: sweep.select(sweep.expand(spec.runs), _RUNS.value))
     configs = cli.run_cleanly(lambda: [sweep.run_config(spec.base, run) for run in runs])
     workdirs = [os.path.join(_ROOT.value, run.name) for run in runs]
-    outcomes = cli.run_cleanly(lambda: train.train_runs(configs, workdirs, axis=_AXIS.value))
+    outcomes = cli.run_cleanly(lambda: train.train_runs(configs, workdirs, overwrite=_OVERWRITE.value, axis=_AXIS.value))
     for run, outcome in zip(runs, outcomes):
         if outcome.error is not None:
             print(f"error: [{run.name}] {outcome.error}", file=sys.stderr)

@@ -2,6 +2,7 @@
 short names (bitnet.inference, bitnet.export, bitnet.summary, bitnet.train) are the moved modules."""
 
 import ast
+import inspect
 import importlib
 import os
 import pkgutil
@@ -77,3 +78,47 @@ def test_the_names_users_call_keep_working():
     from bitnet.train import train_and_evaluate
 
     assert callable(packed_predict) and callable(export.load_npz) and callable(train_and_evaluate)
+
+
+BELOW_THE_PLAN = (  # what the pipeline calls once the config is resolved (bitnet.training.plan.resolve)
+    "bitnet.core", "bitnet.input", "bitnet.deploy", "bitnet.workdir",
+    "bitnet.training.steps", "bitnet.training.loop", "bitnet.training.group", "bitnet.training.binarized", "bitnet.training.train",
+)
+TAKE_THE_CONFIG = {"bitnet.training.train": {"train_and_evaluate", "train_runs", "_train_runs"}}  # where it is resolved
+
+
+def functions_of(module):
+    """The functions and methods defined in `module`, by qualified name."""
+    found = {}
+    for name, value in vars(module).items():
+        if getattr(value, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(value):
+            found[name] = value
+        elif inspect.isclass(value):
+            found.update({f"{name}.{key}": member for key, member in vars(value).items() if inspect.isfunction(member)})
+    return found
+
+
+def takes_a_config(function):
+    return any(name in ("config", "configs") or "ConfigDict" in str(parameter.annotation)
+               for name, parameter in inspect.signature(function).parameters.items())
+
+
+def test_nothing_below_the_plan_reads_the_config():
+    modules = []
+    for name in BELOW_THE_PLAN:
+        package = importlib.import_module(name)
+        modules.append(package)
+        if hasattr(package, "__path__"):
+            modules += [importlib.import_module(f"{name}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    checked = 0
+    for module in modules:
+        for qualified, function in functions_of(module).items():
+            checked += 1
+            allowed = TAKE_THE_CONFIG.get(module.__name__, set())
+            assert qualified in allowed or not takes_a_config(function), f"{module.__name__}.{qualified} takes a config"
+    assert checked > 100
+    from bitnet.training import train
+
+    assert all(takes_a_config(getattr(train, name)) for name in TAKE_THE_CONFIG["bitnet.training.train"])  # the scan sees them

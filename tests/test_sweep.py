@@ -110,11 +110,11 @@ def test_run_config_reads_overrides_as_the_command_line_does():
 
 def _units(file_name: str, max_size: int = 0) -> list[list[str]]:
     """The run names of each group a sweep file trains as, in order (what experiments.sweep launches)."""
-    from bitnet.training import group
+    from bitnet.training import group, plan
 
     spec = sweep.load_sweep(os.path.join("configs", file_name))
     runs = sweep.expand(spec.runs)
-    keys = [group.group_key(sweep.run_config(spec.base, run)) for run in runs]
+    keys = [group.group_key(plan.resolve(sweep.run_config(spec.base, run))) for run in runs]
     return [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size)]
 
 
@@ -135,7 +135,7 @@ SWEEP_FILES = sorted(name for name in os.listdir("configs") if name.startswith("
 def test_every_sweep_file_gives_runs_that_pass_the_config_check(file_name):
     """A sweep prepared for a lent GPU must not fail there on a typo: every run's config is checked, and a run
     that reads another sweep's stage 1 names a run of that sweep (workdirs/<sweep>/<run>)."""
-    from bitnet.training import group
+    from bitnet.training import group, plan
 
     spec = sweep.load_sweep(os.path.join("configs", file_name))
     runs = sweep.expand(spec.runs)
@@ -143,7 +143,7 @@ def test_every_sweep_file_gives_runs_that_pass_the_config_check(file_name):
     for run in runs:
         config = sweep.run_config(spec.base, run)
         configuration.check(config)
-        group.group_key(config)
+        group.group_key(plan.resolve(config))
         source = config.stage2.get("stage1_workdir", "")
         if source:
             root, other_sweep, other_run = source.split("/")
@@ -227,3 +227,20 @@ def test_a_published_model_is_validated_and_written_compressed_with_the_same_arr
     assert meta_after == meta_before and after.keys() == before.keys()
     for key in before:
         np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_every_sweep_file_expands_to_the_runs_and_groups_it_had_as_strings():
+    """The sweep files are data (bitnet.runs.hyper); each gives the run names, configs and groups its string form gave
+    at commit 62a4262 (tests/fixtures/sweeps_62a4262.json)."""
+    with open(os.path.join("tests", "fixtures", "sweeps_62a4262.json")) as file:
+        recorded = json.load(file)
+    assert sorted(recorded) == SWEEP_FILES
+    for file_name, before in recorded.items():
+        spec = sweep.load_sweep(os.path.join("configs", file_name))
+        runs = sweep.expand(spec.runs)
+        assert spec.base == before["base"], file_name
+        assert [run.name for run in runs] == [name for name, _ in before["runs"]], file_name
+        for run, (name, overrides) in zip(runs, before["runs"]):
+            old = sweep.run_config(before["base"], sweep.Run(name, tuple(map(tuple, overrides))))
+            assert configuration.config_dict(sweep.run_config(spec.base, run)) == configuration.config_dict(old), (file_name, name)
+        assert _units(file_name, max_size=16) == before["groups"], file_name

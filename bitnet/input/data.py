@@ -279,29 +279,29 @@ def _manual_folder(dl_manager: tfds.download.DownloadManager) -> Path | None:
         return None
 
 
-def _idx_arrays(config: IdxConfig, dl_manager: tfds.download.DownloadManager) -> dict[str, np.ndarray]:
+def _idx_arrays(builder_config: IdxConfig, dl_manager: tfds.download.DownloadManager) -> dict[str, np.ndarray]:
     """The four arrays from the manual folder, or for MNIST from a checked download."""
     folder = _manual_folder(dl_manager)
     if folder is not None:
         arrays = read_idx_folder(folder)
-    elif config.name == "mnist":
+    elif builder_config.name == "mnist":
         check_reachable(MNIST_URL)
         arrays = _download_mnist(dl_manager)
     else:
         raise DataError(
-            f"no IDX folder given for data set {config.name!r} and only mnist can be downloaded; "
+            f"no IDX folder given for data set {builder_config.name!r} and only mnist can be downloaded; "
             "pass source_dir"
         )
     image_shape = arrays["train_images"].shape[1:]
-    if image_shape != tuple(config.image_shape):
+    if image_shape != tuple(builder_config.image_shape):
         raise DataError(
-            f"{config.name} images are {image_shape}, expected {tuple(config.image_shape)}; "
+            f"{builder_config.name} images are {image_shape}, expected {tuple(builder_config.image_shape)}; "
             f"check the IDX folder or use another data set name"
         )
     labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
-    if labels.size and labels.max() >= config.num_classes:
+    if labels.size and labels.max() >= builder_config.num_classes:
         raise DataError(
-            f"{config.name} has label {labels.max()} but only {config.num_classes} classes; "
+            f"{builder_config.name} has label {labels.max()} but only {builder_config.num_classes} classes; "
             f"check the IDX folder or use another data set name"
         )
     return arrays
@@ -404,9 +404,9 @@ def _existing_builder(config_name: str, data_dir: str | None) -> tfds.core.Datas
     return builder if config_name in KNOWN_DATASETS else tfds.builder_from_directory(builder.data_path)
 
 
-def _prepare(config: str | IdxConfig, source_dir: str | None, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    """Prepare the ArrayRecord files of `config` from source_dir (None: download MNIST)."""
-    builder = BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
+def _prepare(builder_config: str | IdxConfig, source_dir: str | None, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """Prepare the ArrayRecord files of the TFDS `builder_config` from source_dir (None: download MNIST)."""
+    builder = BitnetIdx(config=builder_config, data_dir=data_dir, file_format="array_record")
     tfds.disable_progress_bar()  # one-time preparation: the log line is enough, no bars in logs
     logging.info("preparing %s once into %s", source_dir or "the MNIST download", builder.data_dir)
     try:
@@ -415,7 +415,7 @@ def _prepare(config: str | IdxConfig, source_dir: str | None, data_dir: str | No
         # Another process (a sweep's parallel runs on a fresh machine) prepared the same folder first
         # and TFDS's final rename found it: use that one; the caller checks its checksums.
         logging.info("%s was prepared by another process meanwhile: using it", builder.data_path)
-        return BitnetIdx(config=config, data_dir=data_dir, file_format="array_record")
+        return BitnetIdx(config=builder_config, data_dir=data_dir, file_format="array_record")
     return builder
 
 

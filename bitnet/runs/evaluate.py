@@ -53,21 +53,21 @@ def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
 @workdir_lock.holding_workdir  # never beside a training run in the same workdir
 def evaluate_workdir(workdir: str) -> dict:
     """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz)."""
-    config = configuration.read_config(workdir)
-    stages = plan.plan(config)
-    configuration.stage1_workdir(config, workdir)  # a shared stage 1 must still fit this config
-    encoding = configuration.encoding_of(config)
-    splits = data.load_splits(**configuration.data_kwargs(config))
+    run = plan.resolve(configuration.read_config(workdir))  # the config resolved once
+    stages = run.stages
+    configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must still fit this config
+    encoding = configuration.encoding_of(run.inputs)
+    splits = data.load_splits(**run.inputs.data_kwargs())
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
-    results: dict = {"run_kind": config.run_kind, "encoding": encoding.name, "num_examples": int(len(labels))}
+    results: dict = {"run_kind": run.record["run_kind"], "encoding": encoding.name, "num_examples": int(len(labels))}
     results["provenance"] = provenance.record(workdir)
     results["data"] = splits.identity  # name and file checksums: which data the errors were measured on
 
     simulated = None
     for stage in stages:
         variables = loop.best_variables(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
-        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, config.eval_batch_size))
+        simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, stage.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
     if plan.binarized_stage(stages) is not None:
         packed = packed_predictions(*binarized.load(workdir), splits.test_images)

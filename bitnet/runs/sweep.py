@@ -1,9 +1,11 @@
 """Sweeps: expand a sweep config into runs, build their commands, and tabulate their eval.json.
 
-A sweep config's `runs` is a tuple of strings "field=value,other.field=value"; each becomes one
-run of the base config with those `--config.` overrides, in workdir ROOT/<name>, where the name
-joins the overridden values (e.g. "encoding=fixed2,run_kind=bitwise,seed=1" -> fixed2-bitwise-seed1)
-unless the string sets it with "name=...". A tuple value keeps its commas inside parentheses.
+A sweep file builds its runs as data (bitnet.runs.hyper: typed axes, products, chains) and its
+config holds them as `runs`, a tuple of strings "field=value,other.field=value" (what `--only` and
+the logs name); each becomes one run of the base config with those `--config.` overrides, in
+workdir ROOT/<name>, where the name joins the overridden values (e.g.
+"encoding=fixed2,run_kind=bitwise,seed=1" -> fixed2-bitwise-seed1) unless the run sets "name". A
+tuple value keeps its commas inside parentheses.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ names the differing fields and stops, unless the caller asks to overwrite.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from typing import Any
@@ -24,11 +23,18 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def encoding_of(config: ml_collections.ConfigDict) -> encodings.Encoding:
+def encoding_of(inputs: plan.Inputs | ml_collections.ConfigDict) -> encodings.Encoding:
+    """The encoding a run's inputs (or a config) name; ConfigError if there is none of that name."""
+    inputs = inputs if isinstance(inputs, plan.Inputs) else plan.inputs(inputs)
     try:
-        return encodings.get_encoding(config.encoding, tuple(config.encoding_thresholds) or None)
+        return encodings.get_encoding(inputs.encoding, inputs.encoding_thresholds or None)
     except ValueError as error:
         raise ConfigError(f"config.encoding: {error}") from None
+
+
+def as_record(config: ml_collections.ConfigDict | dict) -> dict:
+    """A config as plain JSON values (a resolved run's `record` as it is)."""
+    return config if isinstance(config, dict) else config_dict(config)
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -67,17 +73,17 @@ def check(config: ml_collections.ConfigDict) -> None:
 STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
 
 
-def stage1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+def stage1_workdir(config: ml_collections.ConfigDict | dict, workdir: str) -> str:
     """The workdir whose stage 1 this run uses: its own, or config.stage2.stage1_workdir.
 
     Sharing one stage 1 between runs that differ only in stage 2 (ablations of lambda, the STE,
     stage-2 schedules) is exact: stage 1 does not read any stage-2 field.
     """
-    other = config.stage2.get("stage1_workdir", "")
-    if config.run_kind != "bitwise" or not other:
+    mine = as_record(config)
+    other = mine["stage2"].get("stage1_workdir", "")
+    if mine["run_kind"] != "bitwise" or not other:
         return workdir
     other_config = config_dict(read_config(other))
-    mine = config_dict(config)
     changed = config_differences(
         {key: other_config.get(key) for key in STAGE1_FIELDS}, {key: mine.get(key) for key in STAGE1_FIELDS}
     )
@@ -90,15 +96,8 @@ def stage1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Arguments of `bitnet.input.data.load_splits` from config.data ("" and 0 mean unset)."""
-    return {
-        "name": config.data.name,
-        "source_dir": config.data.source_dir or None,
-        "data_dir": config.data.data_dir or os.environ.get("BITNET_DATA_DIR") or None,
-        "validation_size": config.data.validation_size,
-        "train_subset": config.data.train_subset or None,
-        "test_subset": config.data.test_subset or None,
-    }
+    """Arguments of `bitnet.input.data.load_splits` from config.data ("" and 0 mean unset): plan.Inputs.data_kwargs."""
+    return plan.inputs(config).data_kwargs()
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -177,14 +176,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(unflatten({**ADDED_FIELDS, **stored}))
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:
+def check_workdir(config: ml_collections.ConfigDict | dict, workdir: str, overwrite: bool = False) -> bool:
     """Refuse a config that differs from WORKDIR/config.json (unless overwrite); True if it is already there."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path) or overwrite:
         return False
     with open(path) as file:
         old = config_fields(json.load(file))
-    changed = config_differences(old, config_dict(config))
+    changed = config_differences(old, as_record(config))
     if changed:
         raise ConfigError(
             f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
@@ -193,12 +192,12 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bo
     return True
 
 
-def write_or_check(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> None:
+def write_or_check(config: ml_collections.ConfigDict | dict, workdir: str, overwrite: bool = False) -> None:
     """Write WORKDIR/config.json, or refuse a config that differs from the one already there."""
     if check_workdir(config, workdir, overwrite):
         return
     path = os.path.join(workdir, "config.json")
-    new = config_dict(config)
+    new = dict(as_record(config))
     if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
         shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
         with open(path) as file:  # the run's history goes on: its checkpoints stay

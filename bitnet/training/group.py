@@ -31,13 +31,12 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bitnet.core import models, quantizers
 from bitnet.input import augmentation
-from bitnet.training import configuration, plan, steps
+from bitnet.training import plan, steps
 from bitnet.training.plan import Stage
 
 TRACED = ("learning_rate", "weight_decay", "dropout_rate", "input_dropout_rate", "sparsity")  # Hyperparameters that may differ
@@ -61,11 +60,10 @@ def shape_of(stage: Stage) -> Stage:
     return dataclasses.replace(stage, seed=0, source_workdir="", hyper=dataclasses.replace(stage.hyper, **dict.fromkeys(traced_fields(stage), 0.0)))
 
 
-def group_key(config: ml_collections.ConfigDict) -> tuple:
-    """Configs with equal keys can train as one group: the same data and encoding, and stages that differ only in
+def group_key(run: plan.Run) -> tuple:
+    """Runs with equal keys can train as one group: the same data and encoding, and stages that differ only in
     the seed and `TRACED` numbers."""
-    data = tuple(sorted(configuration.data_kwargs(config).items()))
-    return (config.encoding, tuple(config.encoding_thresholds), data, tuple(shape_of(stage) for stage in plan.plan(config)))
+    return (run.inputs, tuple(shape_of(stage) for stage in run.stages))
 
 
 def varying(stages: Sequence[Stage]) -> tuple[str, ...]:

@@ -7,16 +7,21 @@
                                                (stage2.init=random), and with stage 1 taken as
                                                finished from another workdir (stage2.stage1_workdir)
 
-This is the only place that reads stage settings out of a config: the step, the loop, the run
-pipeline and evaluation receive a `Stage` (plain typed values) and never branch on a mode to pick
-settings. A stage's settings are split by what they are to a compiled step:
+This is where a config is resolved, once (`resolve`): a `Run` holds the stages, the `Inputs` (the
+data and the encoding) and the config's record for config.json; the step, the loop, the run pipeline
+below it and evaluation receive these plain typed values and never read the config or branch on a
+mode to pick settings. A stage's settings are split by what they are to a compiled step:
 `Network` (shapes and structure: static), `Hyperparameters` (numbers a step could take as traced
-inputs, one per run when runs of a sweep train stacked) and the stage's loop settings.
+inputs, one per run when runs of a sweep train stacked) and the stage's loop settings; the option
+fields of the last two are generated from their declarations (bitnet.training.options).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from typing import Any
 
 import ml_collections
 
@@ -113,6 +118,54 @@ def plan(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
         else:
             stages.append(_stage(config, field, mode, STAGE2_INITS[config.stage2.init]))
     return tuple(stages)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The data a run reads and how its images are encoded: config.data and config.encoding resolved ("" and 0
+    unset; the cache folder from $BITNET_DATA_DIR when the config names none)."""
+
+    name: str
+    source_dir: str | None
+    data_dir: str | None
+    validation_size: int
+    train_subset: int | None
+    test_subset: int | None
+    encoding: str
+    encoding_thresholds: tuple[float, ...]
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """Arguments of `bitnet.input.data.load_splits`."""
+        return {"name": self.name, "source_dir": self.source_dir, "data_dir": self.data_dir, "validation_size": self.validation_size,
+                "train_subset": self.train_subset, "test_subset": self.test_subset}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A config resolved once (`resolve`): what the pipeline below the plan reads instead of the config."""
+
+    stages: tuple[Stage, ...]
+    inputs: Inputs
+    record: dict = dataclasses.field(compare=False, hash=False)  # the config as config.json holds it (plain JSON values)
+
+
+def inputs(config: ml_collections.ConfigDict) -> Inputs:
+    data = config.data
+    return Inputs(
+        name=str(data.name),
+        source_dir=data.source_dir or None,
+        data_dir=data.data_dir or os.environ.get("BITNET_DATA_DIR") or None,
+        validation_size=int(data.validation_size),
+        train_subset=int(data.train_subset) or None,
+        test_subset=int(data.test_subset) or None,
+        encoding=str(config.encoding),
+        encoding_thresholds=tuple(float(value) for value in config.encoding_thresholds),
+    )
+
+
+def resolve(config: ml_collections.ConfigDict) -> Run:
+    """The stages, the inputs and the record of a (checked) config."""
+    return Run(stages=plan(config), inputs=inputs(config), record=json.loads(config.to_json()))
 
 
 def binarized_stage(stages: tuple[Stage, ...]) -> Stage | None:

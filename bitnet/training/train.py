@@ -71,19 +71,21 @@ def train_runs(
 
 
 def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], overwrite: bool, axis: str | None) -> list[Outcome]:
-    for config, workdir in zip(configs, workdirs, strict=True):
+    for config in configs:
         configuration.check(config)
-        configuration.check_workdir(config, workdir, overwrite)  # refuse before any work; write once the data fits
-        configuration.stage1_workdir(config, workdir)  # a shared stage 1 must fit this config
-    if len({group.group_key(config) for config in configs}) > 1:
+    runs = [plan.resolve(config) for config in configs]  # the config resolved once: nothing below reads it
+    for run, workdir in zip(runs, workdirs, strict=True):
+        configuration.check_workdir(run.record, workdir, overwrite)  # refuse before any work; write once the data fits
+        configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must fit this config
+    if len({group.group_key(run) for run in runs}) > 1:
         raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
-    plans = [plan.plan(config) for config in configs]
-    dataset = load_dataset(configs[0])
+    plans = [run.stages for run in runs]
+    dataset = load_dataset(runs[0].inputs)
     for stages in plans:
         check_fits_data(stages, dataset)
-    for config, workdir in zip(configs, workdirs):
+    for run, workdir in zip(runs, workdirs):
         os.makedirs(workdir, exist_ok=True)
-        configuration.write_or_check(config, workdir, overwrite)
+        configuration.write_or_check(run.record, workdir, overwrite)
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
     logging.info(
@@ -132,10 +134,10 @@ def _group_facts(workdirs: Sequence[str]) -> dict:
     return {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-    """Load the train/validation splits and encode them once, onto the device, with the configured encoding."""
-    encoding = configuration.encoding_of(config)
-    splits = data.load_splits(**configuration.data_kwargs(config))
+def load_dataset(inputs: plan.Inputs) -> Dataset:
+    """Load the train/validation splits and encode them once, onto the device, with the run's encoding."""
+    encoding = configuration.encoding_of(inputs)
+    splits = data.load_splits(**inputs.data_kwargs())
     return Dataset(
         train_inputs=jnp.asarray(encoding(splits.train_images)),
         train_labels=jnp.asarray(splits.train_labels),
