@@ -19,6 +19,7 @@ config.json and metrics.jsonl to OUT/tuning/<sweep>/<run>/, the source of RESULT
 """
 
 import json
+import math
 import os
 import shutil
 
@@ -39,6 +40,7 @@ _ROOT = flags.DEFINE_string("root", None, "A sweep folder (workdirs/<sweep>) to 
 _OUT = flags.DEFINE_string("out", "results", "Where to publish.")
 _TUNING = flags.DEFINE_string("tuning", None, "A tuning screen's folder (workdirs/<sweep>, trained with --noevaluate) to publish to results/tuning.")
 _TABLES = flags.DEFINE_bool("tables", False, "Regenerate the tables of README.md and RESULTS.md from results/results.json.")
+_CURVES = flags.DEFINE_bool("curves", False, "Redraw every published sweep's learning curves from its published metrics.")
 
 
 def require_matplotlib() -> None:
@@ -49,27 +51,51 @@ def require_matplotlib() -> None:
         cli.fail('experiments.report draws learning curves with matplotlib, which is not installed; pip install -e ".[plots]"')
 
 
+STAGE_TITLES = {"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}
+
+
+def panels(curves: dict[str, list[dict]]) -> list[str]:
+    """The stages (in STAGE_TITLES order) that have a validated epoch in some run's metrics: one panel each."""
+    return [stage for stage in STAGE_TITLES if any(m["stage"] == stage and m["val_error"] is not None for lines in curves.values() for m in lines)]
+
+
+def percent_label(value: float, position=None) -> str:
+    """A log axis's tick as a plain percentage: 6 -> "6 %", 0.5 -> "0.5 %" (not matplotlib's "6 x 10^0")."""
+    return f"{value:g} %"
+
+
+def minor_percent_label(value: float, position=None) -> str:
+    """A minor tick's label: only at 2 and 5 times a power of ten (every minor tick labelled would overlap)."""
+    mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
+    return percent_label(value) if round(mantissa, 6) in (2, 5) else ""
+
+
 def _plot(curves: dict[str, list[dict]], path: str) -> None:
-    """Validation error per epoch of each stage, one line per run (label -> its metrics lines)."""
+    """Validation error per epoch of each stage that has runs, one line per run (label -> its metrics lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    stages = ("float", "compressed", "bitwise")
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
-    for axis, stage in zip(axes, stages):
+    stages = panels(curves)
+    figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 4.5), sharey=True, squeeze=False)
+    for axis, stage in zip(axes[0], stages):
         for label, metrics in curves.items():
             lines = [m for m in metrics if m["stage"] == stage and m["val_error"] is not None]
             if lines:
                 axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=label)
-        axis.set_title({"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}[stage])
+        axis.set_title(STAGE_TITLES[stage])
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
         if axis.lines:
             axis.legend(fontsize=7)
-    axes[0].set_ylabel("validation error (%)")
+    low, high = axes[0][0].get_ylim()  # shared: within about a decade every minor tick gets its label
+    for axis in axes[0]:
+        axis.yaxis.set_major_formatter(FuncFormatter(percent_label))
+        axis.yaxis.set_minor_formatter(FuncFormatter(percent_label if high / low <= 12 else minor_percent_label))
+    axes[0][0].set_ylabel("validation error")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
@@ -88,12 +114,33 @@ def publish(root: str, out: str) -> None:
     require_matplotlib()
     sweep_name = os.path.basename(root)
     entries, _ = publish_runs(root, out)
-    curves = {key.split("/", 1)[1]: read_metrics_file(os.path.join(out, entry["metrics"])) for key, entry in entries.items() if "metrics" in entry}
-    _plot(curves, os.path.join(out, f"{sweep_name}_curves.png"))
+    draw_curves(sweep_name, entries, out)
     print(open(os.path.join(out, f"{sweep_name}.md")).read())
     unplotted = [entry["run"] for entry in entries.values() if "metrics" not in entry]
     if unplotted:
         print(f"note: no published metrics for {', '.join(unplotted)} (published before metrics were); not in the curves")
+
+
+def draw_curves(sweep_name: str, entries: dict, out: str) -> str | None:
+    """OUT/<sweep>_curves.png from the published metrics of a sweep's registry entries; None if none has metrics."""
+    curves = {key.split("/", 1)[1]: read_metrics_file(os.path.join(out, entry["metrics"])) for key, entry in entries.items() if "metrics" in entry}
+    if not curves:
+        return None
+    path = os.path.join(out, f"{sweep_name}_curves.png")
+    _plot(curves, path)
+    return path
+
+
+def redraw_all_curves(out: str) -> list[str]:
+    """Every published sweep's curves drawn again from its published metrics (after a change of the drawing)."""
+    require_matplotlib()
+    with open(os.path.join(out, "results.json")) as file:
+        index = json.load(file)
+    drawn = []
+    for sweep_name in sorted({entry["sweep"] for entry in index.values()}):
+        path = draw_curves(sweep_name, {key: entry for key, entry in sorted(index.items()) if entry["sweep"] == sweep_name}, out)
+        drawn += [path] if path else []
+    return drawn
 
 
 def publish_file(source: str, target: str) -> None:
@@ -163,8 +210,8 @@ def publish_tuning(root: str, out: str) -> None:
 
 def main(argv):
     del argv
-    if not (_ROOT.value or _TABLES.value or _TUNING.value):
-        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep), --tuning SCREEN_FOLDER and/or --tables (regenerate the tables)")
+    if not (_ROOT.value or _TABLES.value or _TUNING.value or _CURVES.value):
+        cli.fail("experiments.report needs --root SWEEP_FOLDER (publish a sweep), --tuning SCREEN_FOLDER, --tables (regenerate the tables) and/or --curves (redraw the published curves)")
     if _ROOT.value:
         publish(_ROOT.value.rstrip("/"), _OUT.value)
     if _TUNING.value:
@@ -175,6 +222,9 @@ def main(argv):
         except ValueError as error:  # a table layout that no longer fits the registry
             cli.fail(str(error))
         print(f"regenerated the tables of {', '.join(tables.DOCUMENTS)} from {tables.REGISTRY}")
+    if _CURVES.value:
+        for path in redraw_all_curves(_OUT.value):
+            print(f"drew {path}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ COMMAND_LINE = [
     Case("missing required flag", "python -m experiments.evaluate",
          "flags workdir=None, npz=None: Exactly one of (workdir, npz) must have a value other than None; pass --helpshort to see the flags"),
     Case("report without a task", "python -m experiments.report",
-         "experiments.report needs --root SWEEP_FOLDER (publish a sweep), --tuning SCREEN_FOLDER and/or --tables (regenerate the tables)"),
+         "experiments.report needs --root SWEEP_FOLDER (publish a sweep), --tuning SCREEN_FOLDER, --tables (regenerate the tables) and/or --curves (redraw the published curves)"),
 ]
 
 # A workdir that cannot be used (experiments.train or experiments.evaluate --workdir=W): refused before any work.

@@ -1,0 +1,21 @@
+"""The published learning curves: one panel per stage that has runs, plain percentages on the log axis (issue #26 §3).
+
+The drawing needs matplotlib (an optional extra CI does not install); what it draws is decided by these functions."""
+
+from experiments import report
+
+
+def lines(stage, errors):
+    return [{"stage": stage, "epoch": epoch, "val_error": error} for epoch, error in enumerate(errors, 1)]
+
+
+def test_only_the_stages_with_runs_get_a_panel():
+    bitwise_run = lines("compressed", [0.05, 0.03]) + lines("bitwise", [0.04, 0.02])
+    assert report.panels({"a": bitwise_run, "b": bitwise_run}) == ["compressed", "bitwise"]
+    assert report.panels({"a": bitwise_run, "f": lines("float", [0.03])}) == ["float", "compressed", "bitwise"]
+    assert report.panels({"f": lines("float", [0.03]) + lines("compressed", [None])}) == ["float"]  # no validation: no panel
+
+
+def test_log_axis_ticks_read_as_plain_percentages():
+    assert [report.percent_label(value) for value in (1, 2, 6, 0.5, 10, 1.5)] == ["1 %", "2 %", "6 %", "0.5 %", "10 %", "1.5 %"]
+    assert [report.minor_percent_label(value) for value in (2, 3, 5, 7, 20, 50, 0.2, 0.3)] == ["2 %", "", "5 %", "", "20 %", "50 %", "0.2 %", ""]
