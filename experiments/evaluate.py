@@ -12,7 +12,7 @@ import json
 
 from absl import app, flags
 
-from bitnet.training import configuration
+from bitnet.training import plan
 from bitnet.runs import evaluate
 from configs import default
 from experiments import cli
@@ -34,7 +34,7 @@ def npz_data_kwargs() -> dict:
     config.data.source_dir = _SOURCE_DIR.value or ""
     config.data.data_dir = _DATA_DIR.value or ""
     config.data.test_subset = _TEST_SUBSET.value or 0
-    return configuration.data_kwargs(config)
+    return plan.inputs(config).data_kwargs()
 
 
 def main(argv):

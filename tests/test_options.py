@@ -366,7 +366,7 @@ def test_an_older_workdir_without_the_new_fields_is_the_same_config(tmp_path):
         for field in ("loss", "final_learning_rate", "decay_factor", "decay_every_epochs", "layer_lr_scale", "clip_weights", "clip_unit"):
             del old[stage][field]
     (tmp_path / "config.json").write_text(json.dumps(old))
-    assert configuration.check_workdir(config, str(tmp_path))  # accepted as the same config: it resumes
+    assert configuration.check_workdir(configuration.config_dict(config), str(tmp_path))  # accepted as the same config: it resumes
     read = configuration.read_config(str(tmp_path))
     before = ml_collections.ConfigDict(configuration.config_dict(config))
     before.stage1.layer_lr_scale = before.stage2.layer_lr_scale = "none"  # the default before fan_in: the same updates at 1024
@@ -374,7 +374,7 @@ def test_an_older_workdir_without_the_new_fields_is_the_same_config(tmp_path):
     changed = ml_collections.ConfigDict(configuration.config_dict(config))
     changed.stage2.loss = "squared_hinge"
     with pytest.raises(configuration.ConfigError, match=r"differs in: stage2.loss"):
-        configuration.check_workdir(changed, str(tmp_path))
+        configuration.check_workdir(configuration.config_dict(changed), str(tmp_path))
 
 
 def test_fan_in_default_updates_a_1024_wide_net_exactly_as_no_scale():

@@ -68,8 +68,8 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     assert evaluate.evaluate_workdir(older)["packed_error"] == results["packed_error"]
 
     # recompute the reported errors independently from what was written
-    splits = data.load_splits(**configuration.data_kwargs(config))
-    encoding = configuration.encoding_of(config)
+    splits = data.load_splits(**plan.inputs(config).data_kwargs())
+    encoding = configuration.encoding_of(plan.inputs(config))
     inputs = encoding(splits.test_images)
     arrays, meta = binarized_arrays(workdir)
     assert meta["provenance"] == results["provenance"]
@@ -77,7 +77,7 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     numpy_error = float(np.mean(export.numpy_predict(arrays, meta, inputs) != splits.test_labels))
     assert numpy_error == results["packed_error"]
     assert meta["test_error"] == numpy_error  # the exported model's own claim, recomputed with NumPy alone
-    from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), configuration.data_kwargs(config))
+    from_npz = evaluate.evaluate_npz(os.path.join(workdir, "bitwise.npz"), plan.inputs(config).data_kwargs())
     assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
     assert from_npz["data"] == results["data"]
     stage1 = plan.plan(config)[0]
@@ -117,8 +117,8 @@ def test_batch_norm_run_gets_a_threshold_model(synthetic, tmp_path):
     assert str(exported["format"]) == export.FORMAT_V2 and exported_meta["test_error"] == results["packed_error"]
     for key in ("t0", "s0", "t1", "s1", "w0_sign"):
         np.testing.assert_array_equal(exported[key], arrays[key])
-    splits = data.load_splits(**configuration.data_kwargs(config))
-    inputs = configuration.encoding_of(config)(splits.test_images)
+    splits = data.load_splits(**plan.inputs(config).data_kwargs())
+    inputs = configuration.encoding_of(plan.inputs(config))(splits.test_images)
     stage = plan.plan(config)[-1]
     simulated = steps.predictions(steps.make_predict(steps.make_model(stage)), loop.best_variables(stage, workdir, inputs.shape[1]), inputs, 64)
     np.testing.assert_array_equal(export.numpy_predict(exported, exported_meta, inputs), np.asarray(simulated))
@@ -180,7 +180,7 @@ def test_float_run(synthetic, tmp_path):
     assert not os.path.exists(os.path.join(workdir, "bitwise.npz"))
     # the value: the best float checkpoint's error on the 120 test images, computed here by the model's own apply
     (stage,) = plan.plan(config)
-    splits = data.load_splits(**configuration.data_kwargs(config))
+    splits = data.load_splits(**plan.inputs(config).data_kwargs())
     variables = loop.best_variables(stage, workdir, 784)
     inputs = (2.0 * (np.asarray(splits.test_images, np.float64) / 255.0) - 1.0).astype(np.float32)  # the float encoding, in [-1, 1]
     logits = steps.make_model(stage).apply(variables, inputs)

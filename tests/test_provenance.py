@@ -14,7 +14,7 @@ from configs import smoke
 def _workdir(tmp_path) -> str:
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
-    configuration.write_or_check(smoke.get_config(), workdir)
+    configuration.write_or_check(configuration.config_dict(smoke.get_config()), workdir)
     return workdir
 
 
@@ -52,7 +52,7 @@ def test_segment_records_start_end_and_how_it_ended(tmp_path, raised, status):
     assert segment["start"] <= segment["end"]
     assert segment["code"] == provenance.code_version()
     # the record is not a config field: the same config still fits, and reads back without it
-    assert configuration.check_workdir(smoke.get_config(), workdir)
+    assert configuration.check_workdir(configuration.config_dict(smoke.get_config()), workdir)
     assert "provenance" not in configuration.read_config(workdir)
 
 
@@ -63,7 +63,7 @@ def test_segments_accumulate_and_survive_overwrite(tmp_path):
             pass
     changed = smoke.get_config()
     changed.stage2.epochs = 5
-    configuration.write_or_check(changed, workdir, overwrite=True)
+    configuration.write_or_check(configuration.config_dict(changed), workdir, overwrite=True)
     assert len(provenance.read_segments(workdir)) == 2
     with open(os.path.join(workdir, "config.previous.json")) as file:
         assert len(json.load(file)["provenance"]["segments"]) == 2

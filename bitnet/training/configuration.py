@@ -23,24 +23,18 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def encoding_of(inputs: plan.Inputs | ml_collections.ConfigDict) -> encodings.Encoding:
-    """The encoding a run's inputs (or a config) name; ConfigError if there is none of that name."""
-    inputs = inputs if isinstance(inputs, plan.Inputs) else plan.inputs(inputs)
+def encoding_of(inputs: plan.Inputs) -> encodings.Encoding:
+    """The encoding a run's inputs name; ConfigError if there is none of that name."""
     try:
         return encodings.get_encoding(inputs.encoding, inputs.encoding_thresholds or None)
     except ValueError as error:
         raise ConfigError(f"config.encoding: {error}") from None
 
 
-def as_record(config: ml_collections.ConfigDict | dict) -> dict:
-    """A config as plain JSON values (a resolved run's `record` as it is)."""
-    return config if isinstance(config, dict) else config_dict(config)
-
-
 def check(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first field that cannot work, and how to fix it."""
     _require(config.run_kind in plan.RUN_KINDS, f"config.run_kind={config.run_kind!r} is unknown; use one of {list(plan.RUN_KINDS)}")
-    encoding = encoding_of(config)
+    encoding = encoding_of(plan.inputs(config))
     _require(
         config.run_kind == "float" or encoding.is_binary,
         f"config.encoding={config.encoding!r} is real-valued but a bitwise network needs binary inputs; "
@@ -73,19 +67,19 @@ def check(config: ml_collections.ConfigDict) -> None:
 STAGE1_FIELDS = ("seed", "encoding", "encoding_thresholds", "data", "model", "stage1")
 
 
-def stage1_workdir(config: ml_collections.ConfigDict | dict, workdir: str) -> str:
-    """The workdir whose stage 1 this run uses: its own, or config.stage2.stage1_workdir.
+def stage1_workdir(record: dict, workdir: str) -> str:
+    """The workdir whose stage 1 the run of this config record (`plan.Run.record`) uses: its own, or
+    config.stage2.stage1_workdir.
 
     Sharing one stage 1 between runs that differ only in stage 2 (ablations of lambda, the STE,
     stage-2 schedules) is exact: stage 1 does not read any stage-2 field.
     """
-    mine = as_record(config)
-    other = mine["stage2"].get("stage1_workdir", "")
-    if mine["run_kind"] != "bitwise" or not other:
+    other = record["stage2"].get("stage1_workdir", "")
+    if record["run_kind"] != "bitwise" or not other:
         return workdir
     other_config = config_dict(read_config(other))
     changed = config_differences(
-        {key: other_config.get(key) for key in STAGE1_FIELDS}, {key: mine.get(key) for key in STAGE1_FIELDS}
+        {key: other_config.get(key) for key in STAGE1_FIELDS}, {key: record.get(key) for key in STAGE1_FIELDS}
     )
     if changed:
         raise ConfigError(
@@ -93,11 +87,6 @@ def stage1_workdir(config: ml_collections.ConfigDict | dict, workdir: str) -> st
             f"(differs in: {', '.join(changed)}); share stage 1 only between runs that agree on it"
         )
     return other
-
-
-def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Arguments of `bitnet.input.data.load_splits` from config.data ("" and 0 mean unset): plan.Inputs.data_kwargs."""
-    return plan.inputs(config).data_kwargs()
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -176,14 +165,15 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(unflatten({**ADDED_FIELDS, **stored}))
 
 
-def check_workdir(config: ml_collections.ConfigDict | dict, workdir: str, overwrite: bool = False) -> bool:
-    """Refuse a config that differs from WORKDIR/config.json (unless overwrite); True if it is already there."""
+def check_workdir(record: dict, workdir: str, overwrite: bool = False) -> bool:
+    """Refuse a config record (`plan.Run.record`) that differs from WORKDIR/config.json (unless overwrite); True if it is
+    already there."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path) or overwrite:
         return False
     with open(path) as file:
         old = config_fields(json.load(file))
-    changed = config_differences(old, as_record(config))
+    changed = config_differences(old, record)
     if changed:
         raise ConfigError(
             f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
@@ -192,12 +182,12 @@ def check_workdir(config: ml_collections.ConfigDict | dict, workdir: str, overwr
     return True
 
 
-def write_or_check(config: ml_collections.ConfigDict | dict, workdir: str, overwrite: bool = False) -> None:
+def write_or_check(record: dict, workdir: str, overwrite: bool = False) -> None:
     """Write WORKDIR/config.json, or refuse a config that differs from the one already there."""
-    if check_workdir(config, workdir, overwrite):
+    if check_workdir(record, workdir, overwrite):
         return
     path = os.path.join(workdir, "config.json")
-    new = dict(as_record(config))
+    new = dict(record)
     if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
         shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
         with open(path) as file:  # the run's history goes on: its checkpoints stay

@@ -144,7 +144,7 @@ def run_stage(
                             save_stopped(stages[run], workdirs[run], per_run[run], epoch, best[run])
                 raise preempted(workdirs[0], stage, low)
             if low < epoch_end_step and pace.log_due():  # long epochs: progress within seconds
-                logging.info("%s%s epoch %d/%d  step %d/%d  ETA %s", labels[0] if size == 1 else "", stage.name, epoch, stage.epochs,
+                logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs,
                              low - (epoch - 1) * steps_per_epoch, steps_per_epoch, pace.eta(low))
         for run in range(size):
             position[run] = low if active[run] else position[run]
@@ -164,7 +164,6 @@ def run_stage(
             raise preempted(workdirs[0], stage, low)
     return [result if result is not None else best_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]
-
 
 
 def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWriter, steps_per_epoch: int) -> tuple[steps.TrainState, float]:

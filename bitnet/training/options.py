@@ -149,12 +149,9 @@ def added_fields() -> dict[str, Any]:
     return {f"{stage}.{option.name}": option.before for stage in STAGES for option in of_stage(stage) if option.added}
 
 
-def stage_block(stage: str, **values: Any) -> ml_collections.ConfigDict:
-    """config.<stage>: every option of the stage at its default, or at `values` (configs/default.py)."""
-    unknown = sorted(set(values) - {option.name for option in of_stage(stage)})
-    if unknown:
-        raise KeyError(f"config.{stage} has no fields {unknown}")
-    return ml_collections.ConfigDict({option.name: values.get(option.name, option.default_of(stage)) for option in of_stage(stage)})
+def stage_block(stage: str) -> ml_collections.ConfigDict:
+    """config.<stage>: every option of the stage at its default (configs/default.py)."""
+    return ml_collections.ConfigDict({option.name: option.default_of(stage) for option in of_stage(stage)})
 
 
 def listing(stage: str) -> list[str]:

@@ -124,7 +124,10 @@ def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
         for run, stages in enumerate(plans):
             if errors[run] is None:
                 save_binarized(stages, variables[run], workdirs[run], dataset)
-    logging.info("training done: %s" if size == 1 else "group of %d done: %d finished", *((workdirs[0],) if size == 1 else (size, errors.count(None))))
+    if size == 1:
+        logging.info("training done: %s", workdirs[0])
+    else:
+        logging.info("group of %d done: %d finished", size, errors.count(None))
     return [Outcome(variables=variables[run], error=errors[run]) for run in range(size)]
 
 
