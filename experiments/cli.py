@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import os
 import sys
 import threading
@@ -131,6 +132,7 @@ def _orphans_held_back() -> Iterator[None]:
     try:
         yield
     except (SystemExit, preemption.Preempted, KeyboardInterrupt):
+        std_logging.getLogger("asyncio").disabled = True  # its "Future exception was never retrieved", at exit: the same
         raise  # ending the program: what is held back stays silent
     except BaseException:
         sys.unraisablehook, threading.excepthook = previous

@@ -1,10 +1,12 @@
 """Test error of a trained workdir, or of any bitnet-packed-v1 or -v2 model file.
 
     python -m experiments.evaluate --workdir workdirs/default     # -> WORKDIR/eval.json, WORKDIR/bitwise.npz
+    python -m experiments.evaluate --workdir W --other_data        # test data other than W trained on -> W/eval-<key>.json
     python -m experiments.evaluate --npz results/sweep_table1/bipolar-bitwise-seed0.npz   # MNIST: $BITNET_MNIST_DIR
     python -m experiments.evaluate --npz MODEL.npz --data_name=fashion_mnist --source_dir=/path/to/idx [--out=eval.json]
 
-A workdir is evaluated on its config's data; a .npz on the test split named by the data flags (its
+A workdir is evaluated on its config's data, which must be the data it trained on (their checksums
+are recorded in its config.json) unless --other_data says otherwise; a .npz on the test split named by the data flags (its
 meta names the input encoding). The last line printed is the result as JSON.
 """
 
@@ -18,6 +20,9 @@ from configs import default
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
+_OTHER_DATA = flags.DEFINE_bool(
+    "other_data", False, "--workdir: evaluate on data other than the run trained on (result: WORKDIR/eval-<content key>.json)."
+)
 _NPZ = flags.DEFINE_string("npz", None, "A bitnet-packed-v1 or -v2 .npz model (published, exported or downloaded).")
 _DATA_NAME = flags.DEFINE_string("data_name", "mnist", "--npz: the data set (any IDX data set; see bitnet/input/data.py).")
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "--npz: folder of its IDX files (mnist: default $BITNET_MNIST_DIR, else download).")
@@ -40,7 +45,7 @@ def npz_data_kwargs() -> dict:
 def main(argv):
     del argv
     if _WORKDIR.value is not None:
-        result = cli.run_cleanly(lambda: evaluate.evaluate_workdir(_WORKDIR.value))
+        result = cli.run_cleanly(lambda: evaluate.evaluate_workdir(_WORKDIR.value, _OTHER_DATA.value))
     else:
         result = cli.run_cleanly(lambda: evaluate.evaluate_npz(_NPZ.value, npz_data_kwargs()))
         if _OUT.value:

@@ -7,14 +7,14 @@ import jax
 import pytest
 
 from bitnet.workdir import preemption, provenance
-from bitnet.training import configuration
+from bitnet.training import configuration, plan
 from configs import smoke
 
 
 def _workdir(tmp_path) -> str:
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
-    configuration.write_or_check(configuration.config_dict(smoke.get_config()), workdir)
+    configuration.write_or_check(plan.resolve(smoke.get_config()), workdir)
     return workdir
 
 
@@ -62,11 +62,13 @@ def test_segments_accumulate_and_survive_overwrite(tmp_path):
         with provenance.segment(workdir):
             pass
     changed = smoke.get_config()
-    changed.stage2.epochs = 5
-    configuration.write_or_check(configuration.config_dict(changed), workdir, overwrite=True)
+    changed.stage2.epochs = 5  # stage 1 is kept, so is the history of the run that trained it
+    configuration.write_or_check(plan.resolve(changed), workdir, overwrite=True)
     assert len(provenance.read_segments(workdir)) == 2
-    with open(os.path.join(workdir, "config.previous.json")) as file:
-        assert len(json.load(file)["provenance"]["segments"]) == 2
+    (aside,) = os.listdir(os.path.join(workdir, "replaced"))  # the replaced config.json is kept
+    with open(os.path.join(workdir, "replaced", aside, "config.json")) as file:
+        config = json.load(file)
+    assert config["stage2"]["epochs"] == smoke.get_config().stage2.epochs and len(config["provenance"]["segments"]) == 2
 
 
 def test_hardware_of_segments():

@@ -205,6 +205,13 @@ def content_key(checksums: dict[str, str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:_KEY_LENGTH]
 
 
+def describe(identity: dict) -> str:
+    """A data set's identity (`Splits.identity`) in a message: its name and short content key, "mnist [1a2b3c4d5e6f]"."""
+    checksums = identity.get("checksums") or {}
+    key = content_key(checksums) if all(name in checksums for name in IDX_FILES) else "no checksums"
+    return f"{identity.get('name', '?')} [{key}]"
+
+
 # ---------------------------------------------------------------------------------------------
 # TFDS builder
 

@@ -24,7 +24,7 @@ from bitnet.core import encodings
 from bitnet.input import data
 from bitnet.deploy import export, inference
 from bitnet.workdir import provenance, workdir_lock
-from bitnet.training import binarized, configuration, loop, plan, steps
+from bitnet.training import binarized, configuration, loop, plan, steps, train
 from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 
@@ -50,14 +50,29 @@ def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
     return results
 
 
+OTHER_DATA_FLAG = "--other_data"
+
+
+def result_name(identity: dict, trained: dict | None) -> str:
+    """eval.json for the data the run trained on; eval-<content key>.json for other data (never over eval.json)."""
+    if trained is None or trained.get("checksums") == identity.get("checksums"):
+        return "eval.json"
+    return f"eval-{data.content_key(identity['checksums'])}.json"
+
+
 @workdir_lock.holding_workdir  # never beside a training run in the same workdir
-def evaluate_workdir(workdir: str) -> dict:
-    """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz)."""
+def evaluate_workdir(workdir: str, other_data: bool = False) -> dict:
+    """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz). On other data than
+    the run trained on: a DataError, unless `other_data`; then the result goes to eval-<key>.json only."""
     run = plan.resolve(configuration.read_config(workdir))  # the config resolved once
     stages = run.stages
     configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must still fit this config
     encoding = configuration.encoding_of(run.inputs)
     splits = data.load_splits(**run.inputs.data_kwargs())
+    if not other_data:
+        remedy = f"pass {OTHER_DATA_FLAG} to evaluate it on these data (the result goes to eval-<key>.json, not eval.json)"
+        train.check_same_data(workdir, splits.identity, remedy)
+    name = result_name(splits.identity, provenance.trained_data(workdir))
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": run.record["run_kind"], "encoding": encoding.name, "num_examples": int(len(labels))}
@@ -66,7 +81,10 @@ def evaluate_workdir(workdir: str) -> dict:
 
     simulated = None
     for stage in stages:
-        variables = loop.best_variables(stage, plan.stage_workdir(stage, workdir), int(inputs.shape[1]))
+        if stage.start == plan.FINISHED:  # a shared stage 1: finished, not being written, on the same data
+            variables = train.finished_variables(stage, int(inputs.shape[1]), provenance.trained_data(workdir) or splits.identity)
+        else:
+            variables = loop.best_variables(stage, workdir, int(inputs.shape[1]))
         simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, stage.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
     if plan.binarized_stage(stages) is not None:
@@ -79,10 +97,11 @@ def evaluate_workdir(workdir: str) -> dict:
                 f"{mismatches} of {len(labels)} test images; the binarized checkpoint does not match the stage-2 "
                 "parameters (delete checkpoints/binarized and rerun training to rebuild it)"
             )
-        extra = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
-        extra.update(provenance=results["provenance"], data=splits.identity)
-        binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), extra)
-    path = os.path.join(workdir, "eval.json")
+        if name == "eval.json":  # the exported model carries the test error on the data it was trained with
+            extra = {"test_error": results["packed_error"], "num_test_examples": len(labels)}
+            extra.update(provenance=results["provenance"], data=splits.identity)
+            binarized.export_npz(workdir, os.path.join(workdir, "bitwise.npz"), extra)
+    path = os.path.join(workdir, name)
     with open(path + ".tmp", "w") as file:
         json.dump(results, file, indent=2)
         faults.point("eval_json_written", path + ".tmp")  # test-only

@@ -6,16 +6,18 @@ names the differing fields and stops, unless the caller asks to overwrite.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
 from typing import Any
 
 import ml_collections
+from absl import logging
 
 from bitnet.core import encodings, models
 from bitnet.errors import ConfigError  # defined with the other user errors; still importable from here
 from bitnet.training import options, plan, steps
+from bitnet.workdir import replaced
 
 
 def _require(condition: bool, message: str) -> None:
@@ -169,30 +171,57 @@ def check_workdir(record: dict, workdir: str, overwrite: bool = False) -> bool:
     """Refuse a config record (`plan.Run.record`) that differs from WORKDIR/config.json (unless overwrite); True if it is
     already there."""
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path) or overwrite:
+    if not os.path.exists(path):
         return False
     with open(path) as file:
         old = config_fields(json.load(file))
     changed = config_differences(old, record)
-    if changed:
+    if changed and not overwrite:
         raise ConfigError(
-            f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
-            "use a new workdir, or pass --overwrite to replace its config (checkpoints stay and must fit)"
+            f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); use a new workdir, or pass "
+            f"--overwrite to train what the change touches again (what it replaces moves to {workdir}/{replaced.FOLDER}/)"
         )
-    return True
+    return not changed
 
 
-def write_or_check(record: dict, workdir: str, overwrite: bool = False) -> None:
-    """Write WORKDIR/config.json, or refuse a config that differs from the one already there."""
-    if check_workdir(record, workdir, overwrite):
+def _comparable(inputs: plan.Inputs) -> plan.Inputs:
+    """Inputs without the folders they are read from (machine paths): the data's checksums say which data they are."""
+    return dataclasses.replace(inputs, source_dir=None, data_dir=None)
+
+
+def kept_stages(run: plan.Run, workdir: str) -> tuple[str, ...]:
+    """The stages of the run in `workdir` that `run` trains alike, so an overwrite keeps their checkpoints: the leading
+    stages with the same settings (that stage's and every earlier one's) on the same inputs. () without a run there."""
+    try:
+        old = plan.resolve(read_config(workdir))
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError):  # none, or one today's code cannot read
+        return ()
+    if _comparable(old.inputs) != _comparable(run.inputs):
+        return ()
+    kept = []
+    for old_stage, stage in zip(old.stages, run.stages):
+        if old_stage != stage:
+            break
+        kept.append(stage.name)
+    return tuple(kept)
+
+
+def write_or_check(run: plan.Run, workdir: str, overwrite: bool = False) -> None:
+    """Write WORKDIR/config.json, or refuse a config that differs from the one already there. With `overwrite`, what
+    the old config made beyond the stages the new one keeps moves to WORKDIR/replaced/<time>/ first; the run's
+    provenance stays with the kept stages (all gone: it starts as a fresh run)."""
+    if check_workdir(run.record, workdir, overwrite):
         return
     path = os.path.join(workdir, "config.json")
-    new = dict(record)
-    if os.path.exists(path):  # --overwrite: keep the replaced config next to the checkpoints it made
-        shutil.copyfile(path, os.path.join(workdir, "config.previous.json"))
-        with open(path) as file:  # the run's history goes on: its checkpoints stay
-            records = {key: value for key, value in json.load(file).items() if key in RECORD_KEYS}
-        new.update(records)
+    new = dict(run.record)
+    kept = kept_stages(run, workdir)
+    if os.path.exists(path):
+        all_kept = kept == tuple(stage.name for stage in run.stages)  # then every result stays valid: only config.json moves
+        folder = replaced.move_aside(workdir, kept, results=not all_kept)
+        logging.info("--overwrite: kept the stages %s; moved what the old config made beyond them to %s", list(kept) or "none", folder)
+    if kept:
+        with open(path) as file:
+            new.update({key: value for key, value in json.load(file).items() if key in RECORD_KEYS})
     tmp = path + ".tmp"
     with open(tmp, "w") as file:
         json.dump(new, file, indent=2, sort_keys=True)

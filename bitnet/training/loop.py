@@ -264,9 +264,10 @@ def best_variables(stage: Stage, workdir: str, input_size: int) -> dict:
 def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:
     """TrainingError naming the first step whose loss was not finite, if any (nothing was saved since)."""
     if not math.isfinite(float(totals["loss"])):
+        latest = checkpoints.stage_dir(workdir, stage.name, "latest")
+        kept = f"the last good checkpoint is kept in {latest}" if checkpoints.latest_meta(workdir, stage.name) else "no checkpoint of it was saved"
         raise TrainingError(
-            f"{stage.name}: the loss became non-finite at step {int(totals['first_bad_step'])} (epoch {epoch}); the "
-            f"last good checkpoint is kept in {checkpoints.stage_dir(workdir, stage.name, 'latest')}; "
+            f"{stage.name}: the loss became non-finite at step {int(totals['first_bad_step'])} (epoch {epoch}); {kept}; "
             "lower the learning rate and rerun"
         )
 

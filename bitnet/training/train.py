@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet.errors import ERROR_FILE, ConfigError, TrainingError
+from bitnet.errors import ERROR_FILE, ConfigError, DataError, TrainingError
 from bitnet.input import augmentation, data
 from bitnet.deploy import summary
-from bitnet.workdir import preemption, provenance, workdir_lock
+from bitnet.workdir import checkpoints, preemption, provenance, workdir_lock
 from bitnet.training import binarized, configuration, group, loop, plan, steps
 from bitnet.training.loop import Dataset
 from bitnet.workdir.metrics import MetricWriter
@@ -77,15 +77,21 @@ def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     for run, workdir in zip(runs, workdirs, strict=True):
         configuration.check_workdir(run.record, workdir, overwrite)  # refuse before any work; write once the data fits
         configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must fit this config
+        for stage in run.stages:
+            if stage.start == plan.FINISHED:
+                with workdir_lock.shared(stage.source_workdir):
+                    check_finished(stage)
     if len({group.group_key(run) for run in runs}) > 1:
         raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
     plans = [run.stages for run in runs]
     dataset = load_dataset(runs[0].inputs)
-    for stages in plans:
-        check_fits_data(stages, dataset)
+    for run, workdir in zip(runs, workdirs):
+        check_fits_data(run.stages, dataset)
+        if not overwrite or configuration.kept_stages(run, workdir):  # an overwrite keeping no stage starts afresh
+            check_same_data(workdir, dataset.identity, RETRAIN)
     for run, workdir in zip(runs, workdirs):
         os.makedirs(workdir, exist_ok=True)
-        configuration.write_or_check(run.record, workdir, overwrite)
+        configuration.write_or_check(run, workdir, overwrite)
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
     logging.info(
@@ -107,7 +113,7 @@ def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
             stages = [plans[run][index] for run in live]
             if stages[0].start == plan.FINISHED:
                 for run, stage in zip(live, stages):
-                    variables[run] = loop.best_variables(stage, stage.source_workdir, dataset.input_size)
+                    variables[run] = finished_variables(stage, dataset.input_size, dataset.identity)
                     logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
                 continue
             inits = [variables[run] if stage.start == plan.PREVIOUS else None for run, stage in zip(live, stages)]
@@ -135,6 +141,46 @@ def _group_facts(workdirs: Sequence[str]) -> dict:
     """The provenance of a group: its runs, its size and the devices its run axis is sharded over."""
     mesh = group.run_mesh(len(workdirs))
     return {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
+
+
+RETRAIN = "train in a new workdir"  # the way out when a run's workdir was trained on other data
+
+
+def check_same_data(workdir: str, identity: dict, remedy: str) -> None:
+    """DataError if the run in `workdir` trained on other data than `identity` names (other files under one name): a
+    resume, a shared stage or an evaluation would mix them silently. `remedy`: the other way out the message offers.
+    A workdir whose training recorded no checksums (before they were) gets a warning; this run records them."""
+    trained = provenance.trained_data(workdir)
+    if trained is None:
+        if provenance.read_segments(workdir):
+            logging.warning("%s recorded no data checksums (trained before they were); not checked: %s", workdir, data.describe(identity))
+        return
+    if trained.get("checksums") != identity.get("checksums"):
+        raise DataError(
+            f"{workdir} was trained on {data.describe(trained)}, but the data now read are {data.describe(identity)}; "
+            f"point BITNET_MNIST_DIR or config.data.source_dir at the data it was trained on, or {remedy}"
+        )
+
+
+def check_finished(stage: plan.Stage) -> None:
+    """ConfigError unless `stage` has trained all its epochs in its source workdir (read holding that workdir's lock
+    shared, so it is not being written): an unfinished stage 1 would give stage 2 a worse start, with no error."""
+    meta = checkpoints.latest_meta(stage.source_workdir, stage.name)
+    epoch = 0 if meta is None else int(meta["epoch"])
+    if epoch < stage.epochs:
+        raise ConfigError(
+            f"config.stage2.stage1_workdir={stage.source_workdir}: its {stage.name} stage is not finished ({epoch} of "
+            f"{stage.epochs} epochs); finish it first: python -m experiments.train --config=configs/workdir.py:{stage.source_workdir} "
+            f"--workdir={stage.source_workdir}"
+        )
+
+
+def finished_variables(stage: plan.Stage, input_size: int, identity: dict) -> dict:
+    """The best variables of a stage finished in another workdir (a shared stage 1), on the same data as this run."""
+    with workdir_lock.shared(stage.source_workdir):
+        check_finished(stage)
+        check_same_data(stage.source_workdir, identity, "share a stage 1 trained on these data")
+        return loop.best_variables(stage, stage.source_workdir, input_size)
 
 
 def load_dataset(inputs: plan.Inputs) -> Dataset:

@@ -152,6 +152,22 @@ def _damaged(path: str, step: int, error: Exception) -> CheckpointError:
     )
 
 
+def latest_meta(workdir: str, stage: str) -> dict | None:
+    """The meta ({epoch, step, val_error, best_val_error}) of a stage's latest checkpoint; None if there is none.
+    Its epoch says how far the stage trained: the last epoch's latest state is saved only once that epoch ended."""
+    path = stage_dir(workdir, stage, "latest")
+    if not os.path.isdir(path):
+        return None
+    with _manager(path) as manager:
+        step = manager.latest_step()
+        if step is None:
+            return None
+        try:
+            return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception as error:  # damaged files
+            raise _damaged(path, step, error) from None
+
+
 def restore_variables(workdir: str, stage: str, which: str, like_variables: dict) -> dict | None:
     """Only the model variables ({"params"} + {"batch_stats"} with batch norm) of a stage checkpoint
     (orbax partial restore); None if absent.

@@ -60,6 +60,10 @@ class MetricWriter:
     def write(self, metrics: Metrics) -> None:
         with open(self.path, "a") as file:
             file.write(json.dumps(metrics) + "\n")
+        self.mirror(metrics)
+
+    def mirror(self, metrics: Metrics) -> None:
+        """Write a metrics line's numbers to TensorBoard (each new line; the kept lines again after --overwrite)."""
         if self._tensorboard is None:
             from tensorboardX import SummaryWriter  # imported late: only writers need it
 

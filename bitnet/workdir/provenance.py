@@ -136,6 +136,13 @@ def read_segments(workdir: str) -> list[dict]:
         return []
 
 
+def trained_data(workdir: str) -> dict | None:
+    """The identity of the data the run in `workdir` trained on (`bitnet.input.data.Splits.identity`), as its last
+    segment that recorded one has it; None if none did (no training yet, or only before checksums were recorded)."""
+    recorded = [segment["data"] for segment in read_segments(workdir) if segment.get("data")]
+    return recorded[-1] if recorded else None
+
+
 def _update(workdir: str, change) -> None:
     """Rewrite config.json with `change(segments)` applied; atomically, so a kill loses nothing."""
     path = _config_path(workdir)

@@ -118,6 +118,35 @@ def held(workdir: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+@contextlib.contextmanager
+def shared(workdir: str) -> Iterator[None]:
+    """Hold a shared flock on WORKDIR's lock while reading a finished stage there (another run's stage 1): readers
+    may share it, but not with a process training or evaluating in that workdir. WorkdirError if one is.
+
+    A reader writes nothing: it never takes the holder's record or removes temporary files, and it reads a
+    workdir it may not write (then without a lock when it has no lock file, as nothing can be training there)."""
+    path = os.path.join(os.path.abspath(workdir), LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield
+            return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkdirError(
+                f"{workdir} is in use by {_holder(path)}; its stage cannot be read while it is written: "
+                "wait for it to finish (or stop it) and rerun"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def holding_workdir(function: F) -> F:
     """Decorate a function with a `workdir` argument to run it holding that workdir's lock."""
     signature = inspect.signature(function)
