@@ -134,11 +134,6 @@ def test_workdir_with_another_config_is_refused_and_checkpoints_must_fit(env, re
 # Bad input through the real command line
 
 
-def test_unknown_config_field_is_one_line(env, tmp_path):
-    result = run(env, train_args(env, tmp_path / "run", "--config.stage1.epoch=3"))
-    assert_one_line_error(result, "--config.stage1.epoch", "no field 'epoch'", 'Did you mean "epochs"')
-
-
 def test_damaged_latest_checkpoint(env, reference, tmp_path):
     workdir = tmp_path / "damaged"
     shutil.copytree(reference, workdir)
