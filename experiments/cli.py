@@ -14,6 +14,7 @@ from absl import flags, logging
 
 from bitnet.workdir import preemption, workdir_lock
 from bitnet.errors import USER_ERRORS
+from bitnet.training import configuration
 
 T = TypeVar("T")
 
@@ -29,16 +30,18 @@ def fail(message: str) -> NoReturn:
 
 
 def _unknown_field(error: BaseException, argv: list[str]) -> str:
-    """The message for a --config.<field> the config lacks (ml_collections raises AttributeError/KeyError)."""
+    """The message for a --config.<field> the config lacks (ml_collections raises AttributeError/KeyError): for a
+    run's config, configuration's message for a field in a config file, naming the flag to fix."""
     while error.args and isinstance(error.args[0], BaseException):
         error = error.args[0]
     name, _, hint = (str(error.args[0]) if error.args else str(error)).partition("\n")
     name = name.strip("'\"")
     named = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("-") and name in arg.split("=")[0].split(".")[1:]]
-    return (
-        f"{named[0] if named else name}: the config has no field {name!r}"
-        f"{'; ' + hint if hint else ''}; check the name against the config file"
-    )
+    flag = named[0] if named else name
+    if flag.lstrip("-").startswith("config."):
+        path = flag.lstrip("-").split(".")[1:]
+        return configuration.not_a_field(".".join(path[: path.index(name) + 1]), f"fix the flag {flag}")
+    return f"{flag}: the config has no field {name!r}{'; ' + hint if hint else ''}; check the name against the config file"
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:

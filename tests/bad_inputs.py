@@ -68,6 +68,8 @@ NPZ = [
     Case("wrong shape", "an array of the wrong shape", "{model}: b0 is int8[31], expected int8[32]; the file is damaged or from another format"),
     Case("wrong dtype", "an array of the wrong dtype", "{model}: w0_sign is int64[32, 25], expected uint32[32, 25]; the file is damaged or from another format"),
     Case("bias out of range", "a bias outside {-1, 0, +1} (b0 = 5)", "{model}: b0 holds 5, but biases must be -1, 0 or +1; the file is damaged"),
+    Case("padding bits", "+1 weights in the padding (n_in = 784: bit 31 of each row's last word set in w0_sign and w0_mask)",
+         "{model}: w0_mask has bits set past n_in0 = 784 in its rows' last word (padding must be 0); the file is damaged, re-export the model"),
 ]
 
 # A damaged bitnet-packed-v2 model (threshold neurons; tests/test_export.py, a net with hidden sizes 40 and 24).
@@ -75,6 +77,8 @@ NPZ_V2 = [
     Case("threshold sign out of range", "a threshold sign outside {-1, +1} (s0 = 2)", "{model}: s0 holds 2, but threshold signs must be -1 or +1; the file is damaged"),
     Case("threshold out of range", "a threshold outside [-n_in, n_in + 1] (t1 = 42, n_in = 40)", "{model}: t1 holds 42, outside [-n_in, n_in + 1] = [-40, 41]; the file is damaged"),
     Case("threshold dtype", "thresholds of the wrong dtype", "{model}: t1 is int16[24], expected int32[24]; the file is damaged or from another format"),
+    Case("padding bits", "a mask padded with ones (w1_mask all ones, n_in = 40)",
+         "{model}: w1_mask has bits set past n_in1 = 40 in its rows' last word (padding must be 0); the file is damaged, re-export the model"),
     Case("missing sign", "a layer's threshold signs missing", "{model}: missing array 's1' for layer 1; re-export the model"),
     Case("v2 tag, v1 arrays", "tagged v2 without thresholds", "{model}: format tag is 'bitnet-packed-v2', but its arrays are 'bitnet-packed-v1''s (thresholds t0: v2); the file is damaged"),
     Case("v1 tag, v2 arrays", "tagged v1 with thresholds", "{model}: format tag is 'bitnet-packed-v1', but its arrays are 'bitnet-packed-v2''s (thresholds t0: v2); the file is damaged"),
@@ -92,6 +96,12 @@ COMMAND_LINE = [
          "--config=tests/bad_configs/syntax_error.py: SyntaxError at line 7 of the config file: '(' was never closed; fix the file"),
     Case("config file whose get_config() raises", "python -m experiments.sweep --sweep=tests/bad_configs/raises.py",
          "--sweep=tests/bad_configs/raises.py: NameError at line 8 of the config file: name 'SEED' is not defined; fix the file"),
+    Case("config file with a misspelled stage field", "python -m experiments.train --config=tests/bad_configs/misspelled_stage_field.py --workdir=W",
+         "config.stage1.learnig_rate is not a config field; did you mean config.stage1.learning_rate? (fix the config file)"),
+    Case("config file with a misspelled model field", "python -m experiments.train --config=tests/bad_configs/misspelled_model_field.py --workdir=W",
+         "config.model.batchnorm is not a config field; did you mean config.model.batch_norm? (fix the config file)"),
+    Case("misspelled field on the command line", "python -m experiments.train --config=configs/smoke.py --config.stage1.epoch=3 --workdir=W",
+         "config.stage1.epoch is not a config field; did you mean config.stage1.epochs? (fix the flag --config.stage1.epoch)"),
     Case("value of the wrong type", "python -m experiments.train --config=configs/smoke.py --config.stage1.epochs=abc --workdir=W",
          "flag --config.stage1.epochs=abc: invalid literal for int() with base 10: 'abc'; pass --helpshort to see the flags"),
     Case("missing required flag", "python -m experiments.evaluate",

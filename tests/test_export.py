@@ -86,6 +86,24 @@ def test_not_an_npz(tmp_path):
         export.load_npz(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("key", ["w0_sign", "w0_mask", "w1_mask"])
+def test_a_padding_bit_set_is_refused_and_the_last_real_bit_is_not(saved, key):
+    """Bits past n_in (60, then 40) in a row's last word must be 0: the dot product would count them as inputs."""
+    path, packed, inputs = saved
+    arrays, meta = export.load_npz(path)
+    last = meta["input_size"] if key.startswith("w0") else meta["layer_sizes"][0]
+    plane = arrays[key].copy()
+    plane[3, -1] |= np.uint32(1 << 31)
+    _rewrite(path, **{key: plane})
+    with pytest.raises(export.ExportError, match=rf"{key} has bits set past n_in{key[1]} = {last} .*re-export the model$"):
+        export.load_npz(path)
+    real = {name: arrays[name].copy() for name in (key[:2] + "_sign", key[:2] + "_mask")}
+    for array in real.values():
+        array[3, -1] |= np.uint32(1 << ((last - 1) % 32))  # a +1 weight on the last real input
+    _rewrite(path, **real)
+    export.load_npz(path)
+
+
 @pytest.fixture
 def saved_v2(tmp_path):
     """A bitnet-packed-v2 file: a bitwise net with batch norm (hidden sizes 40, 24), random statistics."""
@@ -122,6 +140,7 @@ V2_DAMAGE = {  # how each case of bad_inputs.NPZ_V2 damages saved_v2's model
     "threshold sign out of range": {"s0": np.full(40, 2, np.int8)},
     "threshold out of range": {"t1": np.full(24, 42, np.int32)},
     "threshold dtype": {"t1": np.zeros(24, np.int16)},
+    "padding bits": {"w1_mask": np.full((24, 2), 0xFFFFFFFF, np.uint32)},
     "missing sign": {"s1": None},
     "v2 tag, v1 arrays": {"t0": None},
     "v1 tag, v2 arrays": {"format": np.array("bitnet-packed-v1")},

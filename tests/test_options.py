@@ -6,6 +6,7 @@ scales and clipping of the shadow weights: seconds, no files. The smoke run with
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -398,3 +399,47 @@ def test_a_workdir_trained_without_a_scale_resumes_with_fan_in_up_to_1024_units_
     for config in (new, old):
         config["model"]["hidden_sizes"] = [2048, 2048]
     assert configuration.config_differences(old, new) == ["stage1.layer_lr_scale", "stage2.layer_lr_scale"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every field of a config is declared: a misspelled one is refused, not trained at its default
+
+
+@pytest.mark.parametrize("block, name, message", [
+    ("stage1", "learnig_rate", "config.stage1.learnig_rate is not a config field; did you mean config.stage1.learning_rate? (fix the config file)"),
+    ("stage1", "sparsity", "config.stage1.sparsity is not a config field; did you mean config.stage2.sparsity? (fix the config file)"),
+    ("model", "batchnorm", "config.model.batchnorm is not a config field; did you mean config.model.batch_norm? (fix the config file)"),
+    ("data", "sorce_dir", "config.data.sorce_dir is not a config field; did you mean config.data.source_dir? (fix the config file)"),
+    ("", "seeds", "config.seeds is not a config field; did you mean config.seed? (fix the config file)"),
+    ("", "modle", "config.modle is not a config field; did you mean config.model? (fix the config file)"),
+    ("stage2", "lr", "config.stage2.lr is not a config field; configs/default.py lists every field (fix the config file)"),
+])
+def test_a_field_that_is_not_a_config_field_is_refused_naming_the_closest(block, name, message):
+    config = default.get_config()
+    (config[block] if block else config)[name] = ml_collections.ConfigDict({"batch_norm": True}) if name == "modle" else 0.5
+    with pytest.raises(configuration.ConfigError) as error:
+        configuration.check(config)
+    assert str(error.value) == message
+
+
+def _get_config(path):
+    spec = importlib.util.spec_from_file_location("config_file", os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def test_the_declared_fields_are_the_default_configs_and_every_config_holds_only_them():
+    declared = {f"{block}.{name}" if block else name for block, names in plan.config_fields().items() for name in names}
+    flat = configuration.flatten(configuration.config_dict(default.get_config()))
+    assert declared == set(flat) | {key.split(".")[0] for key in flat}  # the fields and the blocks
+    files = [os.path.join("configs", name) for name in sorted(os.listdir(os.path.join(REPO, "configs"))) if name.endswith(".py")]
+    for path in [*files, os.path.join("tests", "fixtures", "old_workdir_config.py")]:
+        if path.endswith("__init__.py"):
+            continue
+        config = _get_config(path)
+        if "runs" in config:  # a sweep: its runs override fields of its base config (a field it lacks is refused there)
+            config = _get_config(config.base)
+        assert configuration.unknown_field(config) is None, path
+    old = configuration.read_config(os.path.join(REPO, "tests", "fixtures", "workdir_62a4262"))  # read back, upgraded
+    assert configuration.unknown_field(old) is None

@@ -137,9 +137,24 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str = "model") -> None:
         _check_neurons(arrays, index, n_in, has_thresholds(fmt, index, num_layers), where)
         if int(arrays[f"n_in{index}"]) != n_in:
             raise ExportError(f"{where}: n_in{index} = {int(arrays[f'n_in{index}'])}, expected {n_in}")
+        _check_padding(arrays, index, n_in, where)
         if np.any(arrays[f"w{index}_sign"] & ~arrays[f"w{index}_mask"]):
             raise ExportError(f"{where}: w{index}_sign has bits outside w{index}_mask; the file is damaged")
         n_in = n_out
+
+
+def _check_padding(arrays: dict[str, np.ndarray], index: int, n_in: int, where: str) -> None:
+    """The bits past n_in in each row's last word are 0 in both planes: the packed dot product counts every mask
+    bit (and XOR / AND the sign bits under it), so a set padding bit would count an input that does not exist."""
+    if n_in % 32 == 0:
+        return  # no padding
+    padding = np.uint32(0xFFFFFFFF << (n_in % 32) & 0xFFFFFFFF)  # the bits past element n_in - 1 of the last word
+    for key in (f"w{index}_mask", f"w{index}_sign"):
+        if np.any(arrays[key][:, -1] & padding):
+            raise ExportError(
+                f"{where}: {key} has bits set past n_in{index} = {n_in} in its rows' last word (padding must be 0); "
+                "the file is damaged, re-export the model"
+            )
 
 
 def _check_neurons(arrays: dict[str, np.ndarray], index: int, n_in: int, threshold: bool, where: str) -> None:

@@ -7,6 +7,7 @@ names the differing fields and stops, unless the caller asks to overwrite.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from typing import Any
@@ -33,8 +34,43 @@ def encoding_of(inputs: plan.Inputs) -> encodings.Encoding:
         raise ConfigError(f"config.encoding: {error}") from None
 
 
+def unknown_field(config: ml_collections.ConfigDict) -> str | None:
+    """The dotted name of the first field of `config` that is not a config field (plan.config_fields), or None.
+    ConfigDicts take any new key, so a misspelled field in a config file would otherwise train at its default."""
+    known = plan.config_fields()
+    for key in config.keys():
+        if key not in known[""]:
+            return key
+        if key in known and isinstance(config[key], ml_collections.ConfigDict):
+            unknown = next((name for name in config[key].keys() if name not in known[key]), None)
+            if unknown is not None:
+                return f"{key}.{unknown}"
+    return None
+
+
+def closest_field(dotted: str) -> str | None:
+    """The config field a name that is none was meant to be (difflib): the closest in its block, else the same name
+    in another block (stage1.sparsity -> stage2.sparsity); None if no field is close."""
+    known = plan.config_fields()
+    block, _, name = dotted.rpartition(".")
+    close = difflib.get_close_matches(name, known.get(block, ()), n=1)
+    if close:
+        return f"{block}.{close[0]}" if block else close[0]
+    return next((f"{other}.{name}" for other, names in known.items() if other and name in names), None)
+
+
+def not_a_field(dotted: str, fix: str) -> str:
+    """The one-line message for config.<dotted>, not a config field; `fix` names where to fix it."""
+    closest = closest_field(dotted)
+    hint = f"did you mean config.{closest}?" if closest else "configs/default.py lists every field"
+    return f"config.{dotted} is not a config field; {hint} ({fix})"
+
+
 def check(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first field that cannot work, and how to fix it."""
+    unknown = unknown_field(config)
+    if unknown is not None:
+        raise ConfigError(not_a_field(unknown, "fix the config file"))
     _require(config.run_kind in plan.RUN_KINDS, f"config.run_kind={config.run_kind!r} is unknown; use one of {list(plan.RUN_KINDS)}")
     encoding = encoding_of(plan.inputs(config))
     _require(

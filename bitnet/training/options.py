@@ -7,6 +7,7 @@ implements it (`choices`), so a name that passes the check always has an impleme
 constraint (`check`, a message when a value cannot work). From these follow:
 
     configuration.check           the type, the allowed values and the constraint of every field
+                                  (and that a stage block holds no other field: plan.config_fields)
     configuration.ADDED_FIELDS    the upgrade of older config.json files (`before`)
     plan.Stage / Hyperparameters  their option fields, and plan.plan filling them
     configs/default.py            both stage blocks (`stage_block`) and the listing of every field with its

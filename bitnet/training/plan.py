@@ -40,6 +40,22 @@ STAGE2_INITS = {"stage1": PREVIOUS, "random": RANDOM}  # config.stage2.init -> h
 # config.run_kind -> its stages: (config block, mode)
 RUN_KINDS = {"float": (("stage1", "float"),), "bitwise": (("stage1", "compressed"), ("stage2", "bitwise"))}
 
+# The config's fields outside the stage blocks, by block ("": the top level): every one `resolve` reads. The stage
+# blocks' are their options (bitnet.training.options); `config_fields` joins the two, and a config holding any
+# other field is refused (bitnet.training.configuration.check), so a misspelled name never trains at a default.
+FIELDS = {
+    "": ("seed", "run_kind", "encoding", "encoding_thresholds", "eval_batch_size"),
+    "data": ("name", "source_dir", "data_dir", "validation_size", "train_subset", "test_subset"),
+    "model": ("hidden_sizes", "num_classes", "activation", "batch_norm"),
+}
+
+
+def config_fields() -> dict[str, tuple[str, ...]]:
+    """Every field of a config, by block ("": the top level, which also holds the blocks): FIELDS and the options."""
+    stages = {stage: tuple(option.name for option in options.of_stage(stage)) for stage in options.STAGES}
+    blocks = {**{block: names for block, names in FIELDS.items() if block}, **stages}
+    return {"": FIELDS[""] + tuple(blocks), **blocks}
+
 
 @dataclasses.dataclass(frozen=True)
 class Network:
@@ -135,9 +151,8 @@ class Inputs:
     encoding_thresholds: tuple[float, ...]
 
     def data_kwargs(self) -> dict[str, Any]:
-        """Arguments of `bitnet.input.data.load_splits`."""
-        return {"name": self.name, "source_dir": self.source_dir, "data_dir": self.data_dir, "validation_size": self.validation_size,
-                "train_subset": self.train_subset, "test_subset": self.test_subset}
+        """Arguments of `bitnet.input.data.load_splits`: the fields of config.data, resolved."""
+        return {name: getattr(self, name) for name in FIELDS["data"]}
 
 
 @dataclasses.dataclass(frozen=True)
