@@ -39,7 +39,7 @@ case "$command" in
   sweep)
     setup
     [ $# -ge 2 ] || { echo "usage: ./launch.sh sweep CONFIG [--workdir_root DIR]" >&2; exit 2; }
-    .venv/bin/python -m experiments.sweep --sweep "$2" "${@:3}"
+    exec .venv/bin/python -m experiments.sweep --sweep "$2" "${@:3}"  # exec: a signal to this pid reaches the sweep
     ;;
   *)
     echo "unknown command '$command'; use one of: (none) | test | sweep CONFIG" >&2

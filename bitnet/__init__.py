@@ -13,7 +13,8 @@ by tests/test_layout.py):
   training/   configuration, plan (config -> stages), steps (the jitted step and chunk), loop (one
               stage), group (K runs in one program), binarized (the packed model a run ends with),
               train (train_runs for K >= 1 runs; train_and_evaluate, a run alone)
-  runs/       evaluate (test errors), sweep (expand, group, tabulate), registry (published runs)
+  runs/       evaluate (test errors), sweep (expand, group, tabulate), registry (published runs), children (a
+              launcher's child commands: logs, SIGINT/SIGTERM passed on, how each ended)
 
 The names users call keep their short paths: bitnet.inference, bitnet.export, bitnet.summary,
 bitnet.train are the modules above (thin aliases, tests/test_layout.py).

@@ -1,7 +1,8 @@
-"""Sweep expansion, run selection and the results table (on small hand-written workdirs)."""
+"""Sweep expansion, run selection, the results table (on small hand-written workdirs) and each run's own outcome."""
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -244,3 +245,57 @@ def test_every_sweep_file_expands_to_the_runs_and_groups_it_had_as_strings():
             old = sweep.run_config(before["base"], sweep.Run(name, tuple(map(tuple, overrides))))
             assert configuration.config_dict(sweep.run_config(spec.base, run)) == configuration.config_dict(old), (file_name, name)
         assert _units(file_name, max_size=16) == before["groups"], file_name
+
+
+def test_results_table_lists_each_failed_run_with_its_error_line(tmp_path):
+    """A run that failed this time gets its error line, not the eval.json an earlier try left; the others their rows."""
+    root = str(tmp_path / "sweep_x")
+    _write_run(root, "bipolar-seed0", 0, 0.02, segments=[_segment("AMD EPYC")])
+    _write_run(root, "bipolar-seed1", 1, 0.04, segments=[_segment("AMD EPYC")])
+    failures = {"bipolar-seed1": "error: W: the packed path disagrees | on 3 images"}
+    table = sweep.results_table(root, ["bipolar-seed0", "bipolar-seed1", "unfinished"], failures)
+    assert "| bipolar-seed0 | CPU (AMD EPYC) |" in table and "| bipolar-seed1 | CPU (AMD EPYC) |" not in table
+    assert "| bipolar-seed1 | failed: error: W: the packed path disagrees \\| on 3 images |" in table
+    assert "| unfinished | missing eval.json |" in table
+    validation = sweep.validation_table(root, ["bipolar-seed0", "bipolar-seed1"], failures)
+    assert "| bipolar-seed1 | bitwise | 2 | 3.00 % |" in validation and "| bipolar-seed1 | failed: error: W:" in validation
+
+
+STAND_IN = """import os, sys
+step, failing, workdirs = sys.argv[1], sys.argv[2], sys.argv[3:]
+for workdir in workdirs:
+    print(step, os.path.basename(workdir))
+    if workdir == failing:
+        print("error: seed0 went wrong", file=sys.stderr)
+        if step == "training":  # as a group's run that fails alone
+            open(os.path.join(workdir, "error.txt"), "w").write("error: seed0 went wrong\\n")
+sys.exit(int(failing in workdirs))
+"""
+
+
+@pytest.mark.parametrize("failing_step", ["evaluation", "training"])
+def test_each_run_of_a_group_has_its_own_outcome(tmp_path, monkeypatch, capsys, failing_step):
+    """A group of two whose first run fails alone (its evaluation, or its training while the group trained on): the
+    second is still evaluated; each run's outcome is its own, the failed one's with its error line (stand-in commands)."""
+    import queue
+
+    from bitnet.runs import children
+    from experiments import sweep as sweep_command
+
+    root = str(tmp_path)
+    failing = os.path.join(root, "seed0")
+
+    def stand_in(step, *workdirs):
+        return [sys.executable, "-c", STAND_IN, step, failing if step == failing_step else "", *workdirs]
+
+    monkeypatch.setattr(sweep, "group_command", lambda runs, sweep_file, root: stand_in("training", *[os.path.join(root, run.name) for run in runs]))
+    monkeypatch.setattr(sweep, "commands", lambda run, base, workdir: [stand_in("training", workdir), stand_in("evaluation", workdir)])
+    slots = queue.Queue()
+    slots.put({})
+    endings = sweep_command._run_unit(children.Launcher(), sweep.expand(["seed=0", "seed=1"]), root, "base.py", "sweep.py", slots)
+    assert endings == [children.Ending(1, None, "error: seed0 went wrong"), children.Ending(0)]
+    output = capsys.readouterr().out
+    assert f"[seed0] {failing_step} failed: error: seed0 went wrong; see {os.path.join(failing, 'run.log')}" in output
+    assert "[seed1] evaluation failed" not in output and "[seed1] training failed" not in output
+    with open(os.path.join(root, "seed1", "run.log")) as file:
+        assert file.read().splitlines()[-1] == "evaluation seed1"  # evaluated, after seed0 failed

@@ -196,37 +196,49 @@ def run_record(workdir: str, sweep_name: str = "", run_name: str = "") -> dict |
     return record
 
 
-def results_table(root: str, names: list[str]) -> str:
+def results_table(root: str, names: list[str], failures: dict[str, str] | None = None) -> str:
     """Markdown: one row per run (`registry.runs_table`), then the pools: mean +- std over the seeds
-    of each config on each kind of hardware, every seed listed (`registry.pools_table`).
+    of each config on each kind of hardware, every seed listed (`registry.pools_table`). A run in `failures`
+    (run name -> its error line, as the sweep saw it fail this time) gets that line instead of its eval.json's errors.
 
     "packed" is the XNOR-popcount path on the exported model, "best val" the last stage's
     model-selection error, "stored bits" the packed size as `bitnet.deploy.summary` counts it.
     """
+    failures = failures or {}
     records, missing = [], []
     for name in names:
+        if name in failures:
+            continue  # its eval.json, if any, is from an earlier try
         record = run_record(os.path.join(root, name), os.path.basename(os.path.abspath(root)), name)
         (missing.append(name) if record is None else records.append(record))
-    return records_table(records, missing)
+    return records_table(records, missing, {name: failures[name] for name in names if name in failures})
 
 
-def records_table(records: list[dict], missing: list[str] = ()) -> str:
+def _failure_cell(error: str) -> str:
+    """A run's error line as one markdown table cell."""
+    return "failed: " + error.replace("|", "\\|")
+
+
+def records_table(records: list[dict], missing: list[str] = (), failures: dict[str, str] | None = None) -> str:
     """results_table's markdown from run records or registry entries (a published sweep's table lists every
-    published run of it, also those whose workdirs are gone), then a row for each run without eval.json."""
+    published run of it, also those whose workdirs are gone), then a row for each run without eval.json and
+    one for each failed run (run name -> error line) with its error line."""
     lines = [registry.runs_table(records)]
     lines += [f"| {name} | missing eval.json |" + " |" * 12 for name in missing]
+    lines += [f"| {name} | {_failure_cell(error)} |" + " |" * 12 for name, error in (failures or {}).items()]
     lines += ["", "Pooled by config (but the seed) and hardware:", "", registry.pools_table(records)]
     return "\n".join(lines) + "\n"
 
 
-def validation_table(root: str, names: list[str]) -> str:
+def validation_table(root: str, names: list[str], failures: dict[str, str] | None = None) -> str:
     """Markdown for tuning: per run, each stage's epochs and best validation error, its last validation error and
     its training time (a group's runs each show the group's wall time), from metrics.jsonl only (a screen chooses by
-    validation; no test error is read)."""
+    validation; no test error is read); a run in `failures` (run name -> error line) gets a row with its error line."""
+    failures = failures or {}
     lines = ["| run | stage | epochs | best val | last val | training time |", "|---|---|---|---|---|---|"]
     for name in names:
         metrics = read_metrics(os.path.join(root, name))
-        if not metrics:
+        if not metrics and name not in failures:
             lines.append(f"| {name} | not trained |  |  |  |  |")
         for stage in dict.fromkeys(line["stage"] for line in metrics):
             lines_of_stage = [line for line in metrics if line["stage"] == stage]
@@ -235,6 +247,8 @@ def validation_table(root: str, names: list[str]) -> str:
             last = f"{100 * validated[-1]:.2f} %" if validated else ""
             minutes = sum(line["epoch_seconds"] for line in lines_of_stage) / 60
             lines.append(f"| {name} | {stage} | {lines_of_stage[-1]['epoch']} | {best} | {last} | {minutes:.1f} min |")
+        if name in failures:
+            lines.append(f"| {name} | {_failure_cell(failures[name])} |  |  |  |  |")
     return "\n".join(lines) + "\n"
 
 
