@@ -422,11 +422,15 @@ def test_a_field_that_is_not_a_config_field_is_refused_naming_the_closest(block,
     assert str(error.value) == message
 
 
+OLD_WORKDIR = os.path.join(REPO, "tests", "fixtures", "workdir_62a4262")
+
+
 def _get_config(path):
+    """A config file's get_config() (configs/workdir.py's for the old workdir fixture: it reads a workdir's config)."""
     spec = importlib.util.spec_from_file_location("config_file", os.path.join(REPO, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(OLD_WORKDIR) if path == os.path.join("configs", "workdir.py") else module.get_config()
 
 
 def test_the_declared_fields_are_the_default_configs_and_every_config_holds_only_them():
@@ -441,5 +445,5 @@ def test_the_declared_fields_are_the_default_configs_and_every_config_holds_only
         if "runs" in config:  # a sweep: its runs override fields of its base config (a field it lacks is refused there)
             config = _get_config(config.base)
         assert configuration.unknown_field(config) is None, path
-    old = configuration.read_config(os.path.join(REPO, "tests", "fixtures", "workdir_62a4262"))  # read back, upgraded
+    old = configuration.read_config(OLD_WORKDIR)  # read back, upgraded
     assert configuration.unknown_field(old) is None
