@@ -18,10 +18,13 @@ value q with q/255 > t (`pixel_thresholds`), so bit on <=> p >= q for all 256 va
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from bitnet.core import encodings
-from bitnet.deploy import packing
+from bitnet.deploy import export, packing
 
 HEADER = "bitnet_model.h"
 SOURCE = "bitnet_model.c"
@@ -321,3 +324,24 @@ int main(int argc, char **argv) {
 def sources(model, encoding: encodings.Encoding, description: str) -> dict[str, str]:
     """The files of the C runtime of `model` fed by `encoding`: {file name: text}."""
     return {HEADER: header_text(model, encoding, description), SOURCE: RUNTIME_TEXT, HARNESS: HARNESS_TEXT}
+
+
+def write_runtime(path: str | os.PathLike, folder: str | os.PathLike) -> dict[str, Any]:
+    """Write the C runtime of the bitnet-packed-v1/-v2 model at `path` into `folder` (read by the
+    loader evaluation uses); return what a summary reports of it."""
+    arrays, meta = export.load_npz(path)
+    model = export.to_packed_model(arrays, meta)
+    encoding = encodings.get_encoding(meta["encoding"], meta["thresholds"])
+    fmt = str(arrays["format"])
+    os.makedirs(folder, exist_ok=True)
+    for name, text in sources(model, encoding, f"{os.path.basename(path)} ({fmt}, {encoding.name} input)").items():
+        with open(os.path.join(folder, name), "w") as file:
+            file.write(text)
+    return {
+        "format": fmt,
+        "encoding": encoding.name,
+        "pixels": model.layers[0].n_in // encoding.planes,
+        "sizes": [model.layers[0].n_in, *(layer.n_out for layer in model.layers)],
+        "read_only_bytes": read_only_bytes(model, encoding),
+        "working_bytes": working_bytes(model),
+    }
