@@ -88,12 +88,9 @@ def c_array(ctype: str, name: str, values: np.ndarray) -> str:
 
 def layer_entry(index: int, layer, binary_inputs: bool, arrays: dict) -> str:
     """One initializer of the layer table (`bitnet_layer` in the header)."""
-    pointer = lambda name: name if name in arrays else "0"  # noqa: E731 (a null pointer where the array is absent)
-    fields = [
-        str(layer.n_in), str(layer.n_out), str(packing.num_words(layer.n_in)), str(int(binary_inputs)),
-        pointer(f"bitnet_w{index}_sign"), pointer(f"bitnet_w{index}_mask"), pointer(f"bitnet_b{index}"),
-        pointer(f"bitnet_t{index}"), pointer(f"bitnet_s{index}"),
-    ]
+    names = (f"bitnet_w{index}_sign", f"bitnet_w{index}_mask", f"bitnet_b{index}", f"bitnet_t{index}", f"bitnet_s{index}")
+    pointers = [name if name in arrays else "0" for name in names]  # a null pointer where the array is absent
+    fields = [str(layer.n_in), str(layer.n_out), str(packing.num_words(layer.n_in)), str(int(binary_inputs)), *pointers]
     return "    {" + ", ".join(fields) + "}"
 
 
