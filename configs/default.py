@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     #   dropout_rate = 0.2                        # hidden activations
     #   input_dropout_rate = 0.1
     #   max_shift = 0                             # >0: shift training images by up to this many pixels (not in the paper)
+    #   select = 'best'                           # the state it hands on and ends with: best (lowest validation error) | last (its final state: the final fit, with data.validation_size = 0)
     #   eval_every_epochs = 1                     # validate (best-model candidates) every N epochs and after the last; never by seconds
     #   checkpoint_every_epochs = 1               # save the latest state every N epochs (and after the last)
     #   checkpoint_every_seconds = 0.0            # also at an epoch's end once this long after the last save (0: off)

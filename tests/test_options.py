@@ -257,7 +257,7 @@ def test_the_plan_reads_every_option():
 
 REGISTRIES = {  # option -> the registry that implements it
     "optimizer": steps.OPTIMIZERS, "schedule": steps.SCHEDULES, "loss": steps.LOSSES, "layer_lr_scale": steps.LAYER_LR_SCALES,
-    "clip_unit": steps.CLIP_UNITS, "init": plan.STAGE2_INITS, "surrogate": quantizers.SURROGATES,
+    "clip_unit": steps.CLIP_UNITS, "init": plan.STAGE2_INITS, "surrogate": quantizers.SURROGATES, "select": plan.SELECTIONS,
 }
 
 

@@ -13,9 +13,10 @@ import pytest
 
 from bitnet.input import data
 from bitnet.deploy import export, summary
-from bitnet.workdir import preemption
+from bitnet.workdir import checkpoints, preemption
 from bitnet.training import binarized, configuration, loop, plan, steps, train
-from bitnet.runs import evaluate
+from bitnet.runs import evaluate, registry
+from bitnet.runs import sweep as sweep_runs
 from configs import smoke
 from experiments import summary as summary_command
 from tests.helpers import REPO, metric_lines, pipeline_config
@@ -81,7 +82,7 @@ def test_train_resume_evaluate_export(synthetic, tmp_path):
     assert from_npz["packed_error"] == results["packed_error"] and from_npz["num_examples"] == 120
     assert from_npz["data"] == results["data"]
     stage1 = plan.plan(config)[0]
-    variables = loop.best_variables(stage1, workdir, inputs.shape[1])
+    variables = loop.stage_variables(stage1, workdir, inputs.shape[1])
     predict = steps.make_predict(steps.make_model(stage1))
     assert float(np.mean(np.asarray(predict(variables, inputs)) != splits.test_labels)) == results["compressed_error"]
     assert results["compressed_error"] < 0.5  # the synthetic classes are easy: it learned something
@@ -120,7 +121,7 @@ def test_batch_norm_run_gets_a_threshold_model(synthetic, tmp_path):
     splits = data.load_splits(**plan.inputs(config).data_kwargs())
     inputs = configuration.encoding_of(plan.inputs(config))(splits.test_images)
     stage = plan.plan(config)[-1]
-    simulated = steps.predictions(steps.make_predict(steps.make_model(stage)), loop.best_variables(stage, workdir, inputs.shape[1]), inputs, 64)
+    simulated = steps.predictions(steps.make_predict(steps.make_model(stage)), loop.stage_variables(stage, workdir, inputs.shape[1]), inputs, 64)
     np.testing.assert_array_equal(export.numpy_predict(exported, exported_meta, inputs), np.asarray(simulated))
     command = [sys.executable, "-m", "experiments.evaluate", f"--npz={workdir}/bitwise.npz", f"--source_dir={source}", f"--data_dir={data_dir}"]
     printed = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip().splitlines()[-1]
@@ -181,7 +182,7 @@ def test_float_run(synthetic, tmp_path):
     # the value: the best float checkpoint's error on the 120 test images, computed here by the model's own apply
     (stage,) = plan.plan(config)
     splits = data.load_splits(**plan.inputs(config).data_kwargs())
-    variables = loop.best_variables(stage, workdir, 784)
+    variables = loop.stage_variables(stage, workdir, 784)
     inputs = (2.0 * (np.asarray(splits.test_images, np.float64) / 255.0) - 1.0).astype(np.float32)  # the float encoding, in [-1, 1]
     logits = steps.make_model(stage).apply(variables, inputs)
     expected = float(np.mean(np.argmax(np.asarray(logits), axis=-1) != splits.test_labels))
@@ -312,3 +313,33 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
     lines = metric_lines(workdir)
     assert [m["learning_rate"] for m in lines if m["stage"] == "bitwise"] == pytest.approx([3e-4, 1.5e-4])  # halved after epoch 1
     assert lines[1]["learning_rate"] == pytest.approx(1e-3 * 0.01 ** (23 / 24), rel=1e-5)  # exponential: 1e-3 -> 1e-5 over 24 steps
+
+
+def test_final_fit_trains_on_every_image_and_ends_with_the_last_states(synthetic, tmp_path):
+    """validation_size = 0 (issue #26 section 2): no validation, no best checkpoint; stage 2 starts from stage 1's last
+    state and the model is stage 2's last state."""
+    source, data_dir = synthetic
+    config = pipeline_config(source, data_dir)
+    config.data.validation_size = 0
+    with pytest.raises(configuration.ConfigError, match=r"validation_size=0 \(the final fit\) needs config.stage1.select='last'"):
+        configuration.check(config)
+    config.stage1.select = config.stage2.select = "last"
+    workdir = str(tmp_path / "final_fit")
+    train.train_and_evaluate(config, workdir)
+
+    lines = metric_lines(workdir)
+    assert [(m["stage"], m["epoch"]) for m in lines] == [("compressed", 1), ("compressed", 2), ("bitwise", 1), ("bitwise", 2)]
+    assert all(m["val_error"] is None and m["best_val_error"] is None for m in lines)
+    assert all(m["step"] == m["epoch"] * 300 // config.stage1.batch_size for m in lines)  # all 300 training images
+    assert not any(os.path.exists(os.path.join(workdir, "checkpoints", stage, "best")) for stage in ("compressed", "bitwise"))
+
+    stage1, stage2 = plan.plan(config)
+    last = loop.stage_variables(stage2, workdir, 784)  # the latest state: select = "last"
+    arrays, _ = binarized.binarize(stage2, last, configuration.encoding_of(plan.inputs(config)))
+    stored = {key: np.asarray(value) for key, value in checkpoints.restore_binarized(workdir)[0].items()}
+    assert sorted(arrays) == sorted(stored) and all(np.array_equal(arrays[key], stored[key]) for key in arrays)
+    results = evaluate.evaluate_workdir(workdir)
+    assert results["bitwise_error"] == results["packed_error"]
+
+    record = sweep_runs.run_record(workdir, "sweep_table1_final_fit", "final-fit-seed0")  # published without validation lines
+    assert record["best_val_error"] is None and registry.runs_table([record]).count("|") > 14

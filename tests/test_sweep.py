@@ -235,7 +235,7 @@ def test_every_sweep_file_expands_to_the_runs_and_groups_it_had_as_strings():
     at commit 62a4262 (tests/fixtures/sweeps_62a4262.json)."""
     with open(os.path.join("tests", "fixtures", "sweeps_62a4262.json")) as file:
         recorded = json.load(file)
-    assert sorted(recorded) == SWEEP_FILES
+    assert set(recorded) <= set(SWEEP_FILES)  # (sweep files written since have no string form to match)
     for file_name, before in recorded.items():
         spec = sweep.load_sweep(os.path.join("configs", file_name))
         runs = sweep.expand(spec.runs)

@@ -580,7 +580,7 @@ def load_splits(
     validation = _read_range(train_source, first_validation, first_validation + num_validation, name)
     test = _read_range(test_source, 0, num_test, name)
     image_shape = tuple(train_source.dataset_info.features["image"].shape)
-    flat = lambda images: images.reshape(len(images), -1)  # noqa: E731
+    flat = lambda images: images.reshape(len(images), int(np.prod(images.shape[1:])))  # noqa: E731  (0 images: a final fit's validation)
     return Splits(
         train_images=flat(train[0]),
         train_labels=train[1],

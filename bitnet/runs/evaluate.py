@@ -84,7 +84,7 @@ def evaluate_workdir(workdir: str, other_data: bool = False) -> dict:
         if stage.start == plan.FINISHED:  # a shared stage 1: finished, not being written, on the same data
             variables = train.finished_variables(stage, int(inputs.shape[1]), provenance.trained_data(workdir) or splits.identity)
         else:
-            variables = loop.best_variables(stage, workdir, int(inputs.shape[1]))
+            variables = loop.stage_variables(stage, workdir, int(inputs.shape[1]))
         simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, stage.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
     if plan.binarized_stage(stages) is not None:

@@ -98,7 +98,14 @@ def check(config: ml_collections.ConfigDict) -> None:
             value = block[option.name]
             problem = options.problem(option, value, block)
             _require(problem is None, f"config.{stage}.{option.label or option.name}={value!r} {problem}")
-    _require(config.data.validation_size >= 1, f"config.data.validation_size={config.data.validation_size} must be >= 1")
+    _require(config.data.validation_size >= 0, f"config.data.validation_size={config.data.validation_size} must be >= 0")
+    if config.data.validation_size == 0:  # the final fit: nothing to select a checkpoint by
+        for field, _ in plan.RUN_KINDS[config.run_kind]:
+            _require(
+                config[field].select == "last",
+                f"config.data.validation_size=0 (the final fit) needs config.{field}.select='last': without validation "
+                "examples there is no best epoch",
+            )
     _require(config.eval_batch_size >= 1, f"config.eval_batch_size={config.eval_batch_size} must be >= 1")
 
 

@@ -35,7 +35,7 @@ from bitnet.workdir import checkpoints, preemption
 from bitnet.training import group, steps
 from bitnet.errors import TrainingError
 from bitnet.workdir.metrics import MetricWriter
-from bitnet.training.plan import Stage
+from bitnet.training.plan import SELECTIONS, Stage
 
 CHUNK_SECONDS = 10.0  # work per compiled call at most (about): a signal, or the next ETA, waits no longer
 
@@ -162,7 +162,7 @@ def run_stage(
                 if active[run] and results[run] is None:
                     save_stopped(stages[run], workdirs[run], per_run[run], epoch + 1, best[run])  # (nothing to do if it did)
             raise preempted(workdirs[0], stage, low)
-    return [result if result is not None else best_variables(run, workdir, dataset.input_size)
+    return [result if result is not None else stage_variables(run, workdir, dataset.input_size)
             for result, run, workdir in zip(results, stages, workdirs)]
 
 
@@ -209,7 +209,7 @@ class EpochEnd:
         _check_finite(workdir, stage, epoch, totals)
         last = epoch == stage.epochs
         val_error = None
-        if epoch % stage.eval_every_epochs == 0 or last:
+        if (epoch % stage.eval_every_epochs == 0 or last) and self.dataset.validation_labels.shape[0]:  # none: a final fit
             val_error = steps.error_rate(self.predict, steps.model_variables(state), self.dataset.validation_inputs, self.dataset.validation_labels, stage.eval_batch_size)
         is_best = val_error is not None and val_error < best_error
         best_error = min(best_error, math.inf if val_error is None else val_error)
@@ -256,9 +256,11 @@ def _percent(value: float | None) -> str:
     return f"{100 * value:.2f}%" if value is not None and math.isfinite(value) else "-"
 
 
-def best_variables(stage: Stage, workdir: str, input_size: int) -> dict:
-    """The best-by-validation model variables of a finished stage (in its own workdir); CheckpointError if none."""
-    return checkpoints.restore_best_variables(workdir, stage.name, steps.abstract_variables(stage, input_size))
+def stage_variables(stage: Stage, workdir: str, input_size: int) -> dict:
+    """The model variables a finished stage (in `workdir`) hands on and ends with: its best-by-validation or its last
+    state (`stage.select`); CheckpointError if none."""
+    which = SELECTIONS[stage.select]
+    return checkpoints.restore_stage_variables(workdir, stage.name, which, steps.abstract_variables(stage, input_size))
 
 
 def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:

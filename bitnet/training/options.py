@@ -96,6 +96,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("input_dropout_rate", float, 0.1, part="hyper", check=_fraction),
     Option("max_shift", int, 0, ">0: shift training images by up to this many pixels (not in the paper)", before=0,
            check=lambda value, block: None if 0 <= value <= 8 else "must be an integer number of pixels in [0, 8]"),
+    Option("select", str, "best", "the state it hands on and ends with: best (lowest validation error) | last (its final "
+           "state: the final fit, with data.validation_size = 0)", before="best", choices=lambda: _plan().SELECTIONS),
     Option("eval_every_epochs", int, 1, "validate (best-model candidates) every N epochs and after the last; never by seconds",
            before=1, check=_integer_at_least(1)),
     Option("checkpoint_every_epochs", int, 1, "save the latest state every N epochs (and after the last)", before=1, check=_integer_at_least(1)),

@@ -36,6 +36,9 @@ RANDOM = "random"  # parameters initialised from the stage's key
 PREVIOUS = "previous"  # the previous stage's best-by-validation parameters
 FINISHED = "finished"  # not trained here: the finished stage of `source_workdir` is used as it is
 STARTS = (RANDOM, PREVIOUS, FINISHED)
+# config.stageN.select -> the checkpoint whose state a stage hands on to the next and ends with: the lowest validation
+# error's (model selection on the validation split) or the last epoch's (the final fit: no split chooses anything)
+SELECTIONS = {"best": "best", "last": "latest"}
 STAGE2_INITS = {"stage1": PREVIOUS, "random": RANDOM}  # config.stage2.init -> how stage 2 starts (unless shared)
 # config.run_kind -> its stages: (config block, mode)
 RUN_KINDS = {"float": (("stage1", "float"),), "bitwise": (("stage1", "compressed"), ("stage2", "bitwise"))}

@@ -180,7 +180,7 @@ def finished_variables(stage: plan.Stage, input_size: int, identity: dict) -> di
     with workdir_lock.shared(stage.source_workdir):
         check_finished(stage)
         check_same_data(stage.source_workdir, identity, "share a stage 1 trained on these data")
-        return loop.best_variables(stage, stage.source_workdir, input_size)
+        return loop.stage_variables(stage, stage.source_workdir, input_size)
 
 
 def load_dataset(inputs: plan.Inputs) -> Dataset:

@@ -181,12 +181,12 @@ def restore_variables(workdir: str, stage: str, which: str, like_variables: dict
     return None if restored is None else {name: restored.state[name] for name in like_variables}
 
 
-def restore_best_variables(workdir: str, stage: str, like_variables: dict) -> dict:
-    """The model variables of a finished stage's best checkpoint; CheckpointError if there are none."""
-    restored = restore_variables(workdir, stage, "best", like_variables)
+def restore_stage_variables(workdir: str, stage: str, which: str, like_variables: dict) -> dict:
+    """The model variables of a finished stage's best or latest checkpoint; CheckpointError if there are none."""
+    restored = restore_variables(workdir, stage, which, like_variables)
     if restored is None:
         raise CheckpointError(
-            f"no {stage} checkpoint in {stage_dir(workdir, stage, 'best')}; train this workdir first (experiments.train)"
+            f"no {stage} checkpoint in {stage_dir(workdir, stage, which)}; train this workdir first (experiments.train)"
         )
     return restored
 
