@@ -144,3 +144,13 @@ def test_published_models_on_mnist(path, test_split):
     expected = evaluate.packed_predictions(arrays, meta, images[:2000], "popcount")
     for backend in ("int8", "bf16"):
         np.testing.assert_array_equal(evaluate.packed_predictions(arrays, meta, images[:2000], backend), expected, err_msg=backend)
+
+
+def test_evaluation_names_the_backend_it_ran(test_split):
+    """eval.json's `backend`: auto is popcount on the CPU; a forced backend is the one that ran, with the same predictions."""
+    images, _ = test_split
+    arrays, meta = export.load_npz(os.path.join(REPO, PUBLISHED[0]))
+    auto, chosen = evaluate.packed_run(arrays, meta, images[:50])
+    forced, name = evaluate.packed_run(arrays, meta, images[:50], "bf16")
+    assert (chosen, name) == ("popcount", "bf16")
+    np.testing.assert_array_equal(auto, forced)
