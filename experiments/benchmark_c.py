@@ -37,7 +37,7 @@ from absl import app, flags
 from bitnet.core import encodings
 from bitnet.deploy import c_runtime, export, inference
 from bitnet.input import data
-from experiments import benchmark, cli
+from experiments import cli, timing
 
 _NPZ = flags.DEFINE_list(
     "npz", ["results/sweep_table1/bipolar-bitwise-seed0.npz", "results/sweep_binary_bn/binary_bn-seed0.npz"], "Models to time."
@@ -194,7 +194,7 @@ def main(argv):
         }
     print(table(results))
     print("(ratios: JAX packed time / this path's time; > 1 means faster than JAX)")
-    machine = {**benchmark.device_info(), "load_average_1min_at_start": load_start, "load_average_1min_at_end": os.getloadavg()[0]}
+    machine = {**timing.device_info(), "load_average_1min_at_start": load_start, "load_average_1min_at_end": os.getloadavg()[0]}
     print(json.dumps({"images": source, "rounds": _ROUNDS.value, "batch1_calls": _CALLS.value, "machine": machine,
                       "models": results, "total_seconds": time.perf_counter() - start}))
 

@@ -4,16 +4,19 @@
     python -m experiments.evaluate --workdir W --other_data        # test data other than W trained on -> W/eval-<key>.json
     python -m experiments.evaluate --npz results/sweep_table1/bipolar-bitwise-seed0.npz   # MNIST: $BITNET_MNIST_DIR
     python -m experiments.evaluate --npz MODEL.npz --data_name=fashion_mnist --source_dir=/path/to/idx [--out=eval.json]
+    python -m experiments.evaluate --npz MODEL.npz --backend=int8  # force a backend (default auto: popcount on a CPU)
 
 A workdir is evaluated on its config's data, which must be the data it trained on (their checksums
 are recorded in its config.json) unless --other_data says otherwise; a .npz on the test split named by the data flags (its
-meta names the input encoding). The last line printed is the result as JSON.
+meta names the input encoding). The packed path runs on the backend --backend names or "auto" chooses
+(bitnet.deploy.backends); the result's `backend` field and a log line name it. The last line printed is the result as JSON.
 """
 
 import json
 
 from absl import app, flags
 
+from bitnet.deploy import backends
 from bitnet.training import plan
 from bitnet.runs import evaluate
 from configs import default
@@ -28,6 +31,9 @@ _DATA_NAME = flags.DEFINE_string("data_name", "mnist", "--npz: the data set (any
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "--npz: folder of its IDX files (mnist: default $BITNET_MNIST_DIR, else download).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "--npz: TFDS cache (default $BITNET_DATA_DIR, else ~/tensorflow_datasets).")
 _TEST_SUBSET = flags.DEFINE_integer("test_subset", None, "--npz: only the first N test images.")
+_BACKEND = flags.DEFINE_enum(
+    "backend", backends.AUTO, [backends.AUTO, *backends.BACKENDS], "Packed inference backend (auto: chosen by platform and shapes)."
+)
 _OUT = flags.DEFINE_string("out", None, "--npz: also write the result to this JSON file.")
 flags.mark_flags_as_mutual_exclusive(["workdir", "npz"], required=True)
 
@@ -45,9 +51,9 @@ def npz_data_kwargs() -> dict:
 def main(argv):
     del argv
     if _WORKDIR.value is not None:
-        result = cli.run_cleanly(lambda: evaluate.evaluate_workdir(_WORKDIR.value, _OTHER_DATA.value))
+        result = cli.run_cleanly(lambda: evaluate.evaluate_workdir(_WORKDIR.value, _OTHER_DATA.value, _BACKEND.value))
     else:
-        result = cli.run_cleanly(lambda: evaluate.evaluate_npz(_NPZ.value, npz_data_kwargs()))
+        result = cli.run_cleanly(lambda: evaluate.evaluate_npz(_NPZ.value, npz_data_kwargs(), _BACKEND.value))
         if _OUT.value:
             with open(_OUT.value, "w") as file:
                 json.dump(result, file, indent=2)

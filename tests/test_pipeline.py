@@ -305,7 +305,7 @@ def test_accuracy_options_train_resume_and_evaluate(synthetic, tmp_path, monkeyp
         np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
 
     results = evaluate.evaluate_workdir(workdir)
-    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_error", "provenance", "data"}
+    assert set(results) == {"run_kind", "encoding", "num_examples", "compressed_error", "bitwise_error", "packed_error", "backend", "provenance", "data"}
     assert results["packed_error"] == results["bitwise_error"]  # threshold neurons: the packed path is the simulated net
     assert results["compressed_error"] < 0.5 and results["bitwise_error"] < 0.5  # it learned the easy synthetic classes
     arrays, _ = export.load_npz(summary_command.model_path(None, workdir))

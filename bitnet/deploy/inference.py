@@ -1,4 +1,9 @@
-"""Packed bitwise inference: XOR + popcount on uint32 words, integer accumulation.
+"""Packed bitwise inference: the exact integers of a packed model, by XOR + popcount on uint32 words
+(the "popcount" backend, below) or as int8 / bf16 matmuls of the unpacked -1/0/+1 weights (the
+"int8" and "bf16" backends, `bitnet.deploy.backends`), all giving the same integers.
+`packed_predict(model, inputs, backend="auto")` runs the backend `backends.choose_backend` picks for
+the platform and shapes (popcount on a CPU); `matmul_layers` + `matmul_predict` unpack the weights
+once for many calls.
 
 For one output neuron with sign bits w, mask bits m (1 = weight nonzero) and input bits x,
 packed as in `bitnet.deploy.packing`, the integer pre-activation a = sum_i W_i x_i + b is
@@ -13,9 +18,9 @@ layers of a bitwise net with batch norm are threshold neurons instead (no bias; 
 x_{l+1} = +1 where s * a_l >= T, per neuron. The prediction is argmax of the last layer's
 integers, ties to the lowest index. Padding bits are 0 in x, w and m, so they never count. This
 path is bit-exact with the simulated bitwise forward of `bitnet.core.models.MLP` (tests/test_inference.py,
-tests/test_thresholds.py).
+tests/test_thresholds.py; every backend: tests/test_backends.py).
 
-Two kernels compute these integers, chosen by batch size (both exact, same formulas):
+The popcount backend has two kernels, chosen by batch size (both exact, same formulas):
   row kernel     (batch <= ROW_KERNEL_MAX_BATCH) popcounts along each neuron's row of words, as
                  stored; nothing to rearrange, the fastest for a few examples.
   column kernel  (larger batches) planes transposed to [words, neurons], so one vector
@@ -29,7 +34,7 @@ behaviour, measured in BENCHMARKS.md) are in the docstrings below.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.struct
 import jax
@@ -37,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bitnet.core import models, thresholds
-from bitnet.deploy import packing
+from bitnet.deploy import backends, packing
 
 VECTOR_LANES = 16  # uint32 lanes of a 512-bit vector register
 ROW_KERNEL_MAX_BATCH = 8  # up to this batch the row kernel is faster (no transposes to amortize)
@@ -222,26 +227,81 @@ def _pack_hidden(bits: jax.Array) -> jax.Array:
     return jax.lax.platform_dependent(bits, cpu=_pack_by_dot, default=packing.pack_bits)
 
 
-def hidden_bits(scores: jax.Array, layer: KernelLayer) -> jax.Array:
+def hidden_bits(scores: jax.Array, layer: KernelLayer | MatmulLayer) -> jax.Array:
     """A hidden layer's outputs as bits (True = +1): sign(a) with sign(0) = +1, or s * a >= T for threshold neurons."""
     return scores >= 0 if layer.threshold is None else layer.polarity * scores >= layer.threshold
 
 
-def _forward(layers: Sequence[KernelLayer], x: jax.Array) -> list[jax.Array]:
-    scores = [kernel_scores(x, layers[0])]
+def _forward(layers: Sequence, x: jax.Array, scores_of: Callable, inputs_of: Callable) -> list[jax.Array]:
+    """Every layer's scores: `scores_of(inputs, layer)`, a hidden layer's bits turned into the next inputs by `inputs_of`."""
+    scores = [scores_of(x, layers[0])]
     for previous, layer in zip(layers, layers[1:]):
-        scores.append(kernel_scores(_pack_hidden(hidden_bits(scores[-1], previous)), layer))
+        scores.append(scores_of(inputs_of(hidden_bits(scores[-1], previous)), layer))
     return scores
 
 
-@functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
-def packed_scores(model: PackedModel, x: jax.Array) -> list[jax.Array]:
-    """Every layer's integer pre-activations for packed input words x [batch, words].
+def _popcount_forward(layers: Sequence[KernelLayer], x: jax.Array) -> list[jax.Array]:
+    return _forward(layers, x, kernel_scores, _pack_hidden)
+
+
+@flax.struct.dataclass
+class MatmulLayer:
+    """A layer unpacked for a matmul backend (bitnet.deploy.backends): W [n_in, n_out] in {-1, 0, +1}."""
+
+    weights: jax.Array  # int8 or bf16 [n_in, n_out]
+    bias: jax.Array  # int32 [n_out]
+    polarity: jax.Array | None  # threshold neurons' s and T, as in PackedLayer
+    threshold: jax.Array | None
+    backend: str = flax.struct.field(pytree_node=False)
+
+
+@functools.partial(jax.jit, static_argnames="backend")
+def matmul_layers(model: PackedModel, backend: str) -> tuple[MatmulLayer, ...]:
+    """Every layer of `model` unpacked for the int8 or bf16 backend: done once, then reused by `matmul_predict`."""
+    return tuple(
+        MatmulLayer(backends.unpack_weights(layer.sign, layer.mask, layer.n_in, backend), layer.bias, layer.polarity, layer.threshold, backend)
+        for layer in model.layers
+    )
+
+
+def _matmul_scores(x: jax.Array, layer: MatmulLayer) -> jax.Array:
+    return backends.dot_scores(x, layer.weights, layer.bias, layer.backend)
+
+
+def _matmul_forward(layers: Sequence[MatmulLayer], values: jax.Array, input_bits: str) -> list[jax.Array]:
+    """Scores from encoded inputs [batch, n_in] (+-1 or 0/1 values); hidden layers see +-1."""
+    backend = layers[0].backend
+    hidden = functools.partial(backends.operands, input_bits="bipolar", backend=backend)
+    return _forward(layers, backends.operands(values, input_bits, backend), _matmul_scores, hidden)
+
+
+@functools.partial(jax.jit, static_argnames="input_bits")
+def matmul_predict(layers: tuple[MatmulLayer, ...], inputs: jax.Array, input_bits: str) -> jax.Array:
+    """Class predictions from encoded inputs [batch, n_in] by a matmul backend, on layers unpacked by `matmul_layers`."""
+    return jnp.argmax(_matmul_forward(layers, inputs, input_bits)[-1], axis=-1)
+
+
+def layer_sizes(model: PackedModel) -> list[int]:
+    """[n_in, hidden..., n_out] of a packed MLP."""
+    return [model.layers[0].n_in, *(layer.n_out for layer in model.layers)]
+
+
+def backend_for(model: PackedModel, batch: int, backend: str = backends.AUTO, platform: str | None = None) -> str:
+    """The backend `packed_predict` runs for `batch` inputs on `platform` (default: JAX's default backend)."""
+    return backends.resolve_backend(backend, platform or jax.default_backend(), batch, layer_sizes(model))
+
+
+@functools.partial(jax.jit, static_argnames="backend", compiler_options=COMPILER_OPTIONS)
+def packed_scores(model: PackedModel, x: jax.Array, backend: str = backends.POPCOUNT) -> list[jax.Array]:
+    """Every layer's integer pre-activations for packed input words x [batch, words], by one backend.
 
     Same kernels as `packed_predict`, without its chunking: meant for checks and analysis.
     """
     x = jnp.asarray(x, jnp.uint32)
-    return _forward(kernel_layers(model, use_columns(x.shape[0])), x)
+    if backends.check_backend(backend) == backends.POPCOUNT:
+        return _popcount_forward(kernel_layers(model, use_columns(x.shape[0])), x)
+    values = packing.unpack_bits(x, model.layers[0].n_in, model.input_bits)
+    return _matmul_forward(matmul_layers(model, backend), values, model.input_bits)
 
 
 def chunking(batch: int, max_chunk: int = MAX_CHUNK) -> tuple[int, int]:
@@ -250,9 +310,19 @@ def chunking(batch: int, max_chunk: int = MAX_CHUNK) -> tuple[int, int]:
     return count, -(-batch // count)
 
 
-@functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
-def packed_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
-    """Class predictions from encoded inputs [batch, n_in] (+-1 or 0/1): pack, then XNOR-popcount.
+@functools.partial(jax.jit, static_argnames="backend", compiler_options=COMPILER_OPTIONS)
+def packed_predict(model: PackedModel, inputs: jax.Array, backend: str = backends.AUTO) -> jax.Array:
+    """Class predictions from encoded inputs [batch, n_in] (+-1 or 0/1) by `backend` ("auto": `backend_for`'s
+    choice on JAX's default backend; all give the same integers). A matmul backend unpacks the weights
+    inside this call: to unpack them once for many calls use `matmul_layers` and `matmul_predict`."""
+    backend = backend_for(model, inputs.shape[0], backend)
+    if backend != backends.POPCOUNT:
+        return matmul_predict(matmul_layers(model, backend), inputs, model.input_bits)
+    return popcount_predict(model, inputs)
+
+
+def popcount_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
+    """Class predictions by the popcount backend: pack, then XNOR-popcount (called inside `packed_predict`'s jit).
 
     Batches for the column kernel run as a loop (`lax.map`, at least 2 steps) over chunks of rows:
     the chunks keep every temporary in cache, and the loop boundary keeps XLA from fusing the
@@ -264,7 +334,7 @@ def packed_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
     layers = kernel_layers(model, columns)
 
     def predict_rows(words: jax.Array) -> jax.Array:
-        return jnp.argmax(_forward(layers, words)[-1], axis=-1)
+        return jnp.argmax(_popcount_forward(layers, words)[-1], axis=-1)
 
     if not columns:
         return predict_rows(x)

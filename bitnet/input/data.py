@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import hashlib
 import json
-import math
 import os
 import re
 import socket
 import urllib.parse
 import urllib.request
-import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,14 +35,17 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from bitnet.errors import DataError  # defined with the other user errors; still importable from here
+from bitnet.input.idx import (  # reading IDX files needs no TFDS (idx.py); still importable from here
+    IDX_FILES,
+    IDX_UINT8,
+    MNIST_DIR_ENV,
+    check_idx_arrays,
+    find_idx_files,
+    read_bytes,
+    read_idx,
+    read_idx_folder,
+)
 
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-MNIST_DIR_ENV = "BITNET_MNIST_DIR"
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 # md5 of the DECOMPRESSED files (the .gz headers differ between mirrors; the content must not).
 MNIST_MD5 = {
@@ -56,130 +56,15 @@ MNIST_MD5 = {
 }
 KNOWN_DATASETS = ("mnist", "fashion_mnist", "kmnist")
 NUM_CLASSES = 10
-_IDX_UINT8 = 0x08
-_GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK = 10_000
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
 _METADATA_FILE = "metadata.json"  # TFDS's file for DatasetInfo.metadata, in the prepared folder
 _KEY_LENGTH = 12  # hex digits of the content key that names a second data set under one name
 
 
-# ---------------------------------------------------------------------------------------------
-# IDX files
-
-
-def _read_bytes(path: Path) -> bytes:
-    """Whole file content, gunzipped when the name ends in .gz or the content starts like gzip."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(
-            f"cannot read IDX file {path} ({e.strerror or e}); check the path and permissions"
-        ) from e
-    if path.suffix != ".gz" and not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(
-            f"IDX file {path} is not a valid gzip file ({e}); download it again or replace it"
-        ) from e
-
-
-def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzip or raw) into a uint8 array of the header's shape.
-
-    Checks everything the format allows us to check, so a truncated download or a wrong file fails
-    here with the file name instead of later as a shape error. `expected_ndim` is 3 for images and 1
-    for labels.
-    """
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(
-            f"{path} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
-            "use the original IDX file"
-        )
-    if data[2] != _IDX_UINT8:
-        raise DataError(
-            f"{path} has IDX dtype code 0x{data[2]:02x}, only 0x08 (unsigned byte) is supported; "
-            "use a uint8 IDX file"
-        )
-    ndim = data[3]
-    if expected_ndim is not None and ndim != expected_ndim:
-        raise DataError(
-            f"{path} has {ndim} dimensions, expected {expected_ndim}; "
-            "check that the right file is under this name"
-        )
-    header_size = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header_size:
-        raise DataError(
-            f"{path} has a broken IDX header ({ndim} dimensions, {len(data)} bytes); "
-            "use the original IDX file"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected, actual = math.prod(shape), len(data) - header_size
-    if actual != expected:
-        kind = "truncated" if actual < expected else "oversized"
-        raise DataError(
-            f"{path} is {kind}: shape {shape} needs {expected} payload bytes, found {actual}; "
-            "download it again"
-        )
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape).copy()
-
-
-def find_idx_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """Paths of the four IDX files in `folder`, each as `name.gz` or uncompressed `name`."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(
-            f"IDX folder {folder} does not exist; put the four IDX files there or set {MNIST_DIR_ENV}"
-        )
-    found, missing = {}, []
-    for key, name in IDX_FILES.items():
-        candidates = [folder / f"{name}.gz", folder / name]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            missing.append(f"{name}(.gz)")
-        else:
-            found[key] = path
-    if missing:
-        raise DataError(
-            f"IDX folder {folder} is missing {', '.join(missing)}; "
-            f"put the four IDX files there or set {MNIST_DIR_ENV}"
-        )
-    return found
-
-
-def check_idx_arrays(arrays: dict[str, np.ndarray], source: Any) -> None:
-    """Images [N, H, W] with the same H, W in both splits, and one label per image."""
-    train_hw, test_hw = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
-    if train_hw != test_hw:
-        raise DataError(
-            f"{source}: train images are {train_hw} but test images are {test_hw}; use files of one data set"
-        )
-    for split in ("train", "test"):
-        num_images, num_labels = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
-        if num_images != num_labels:
-            raise DataError(
-                f"{source}: {split} split has {num_images} images but {num_labels} labels; "
-                "use matching IDX files"
-            )
-
-
-def read_idx_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The four arrays of an IDX folder (keys as in IDX_FILES), checked for consistency."""
-    paths = find_idx_files(folder)
-    arrays = {
-        key: read_idx(path, expected_ndim=3 if key.endswith("images") else 1) for key, path in paths.items()
-    }
-    check_idx_arrays(arrays, f"IDX folder {Path(folder).expanduser()}")
-    return arrays
-
-
 def md5_decompressed(path: str | os.PathLike) -> str:
     """md5 of the file's content after gunzip, so it does not depend on the gzip header."""
-    return hashlib.md5(_read_bytes(Path(path))).hexdigest()
+    return hashlib.md5(read_bytes(Path(path))).hexdigest()
 
 
 def idx_checksum(array: np.ndarray) -> str:
@@ -189,7 +74,7 @@ def idx_checksum(array: np.ndarray) -> str:
     `gunzip -c FILE | sha256sum` of the file they came from, so a number traces to its files.
     """
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    digest = hashlib.sha256(bytes([0, 0, _IDX_UINT8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes())
+    digest = hashlib.sha256(bytes([0, 0, IDX_UINT8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes())
     digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 

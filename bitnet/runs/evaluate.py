@@ -2,7 +2,8 @@
 
 For a bitwise run `evaluate_workdir` reports three test errors: the compressed real-valued net
 (stage 1), the simulated bitwise net (stage 2, Flax forward) and the packed XNOR-popcount path run
-on the stored binarized model. The last two must agree on every prediction; any difference is an
+on the stored binarized model, by the backend `bitnet.deploy.backends` chooses (or a forced one; eval.json's
+`backend` names it). The last two must agree on every prediction; any difference is an
 error. It writes WORKDIR/eval.json and exports the binarized model to WORKDIR/bitwise.npz
 (bitnet-packed-v1, or -v2 with the threshold neurons of a net with batch norm), both with the
 identity of the test data and the run's provenance. `evaluate_npz` gives the test error of a .npz
@@ -15,6 +16,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
@@ -22,28 +24,38 @@ from absl import logging
 from bitnet import faults
 from bitnet.core import encodings
 from bitnet.input import data
-from bitnet.deploy import export, inference
+from bitnet.deploy import backends, export, inference
 from bitnet.workdir import provenance, workdir_lock
 from bitnet.training import binarized, configuration, loop, plan, steps, train
 from bitnet.errors import EvaluationError  # defined with the other user errors; still importable from here
 
 
-def packed_predictions(arrays: dict[str, np.ndarray], meta: dict[str, Any], images: np.ndarray) -> np.ndarray:
-    """Predictions of a bitnet-packed model (arrays, meta) for raw uint8 images [N, pixels]."""
+def packed_run(arrays: dict[str, np.ndarray], meta: dict[str, Any], images: np.ndarray, backend: str = backends.AUTO) -> tuple[np.ndarray, str]:
+    """Predictions of a bitnet-packed model (arrays, meta) for raw uint8 images [N, pixels], and the backend
+    (bitnet.deploy.backends) that computed them: `backend`, or the one "auto" chooses here (logged)."""
     inputs = encodings.get_encoding(meta["encoding"], meta["thresholds"])(images)
-    return np.asarray(inference.packed_predict(export.to_packed_model(arrays, meta), inputs))
+    model = export.to_packed_model(arrays, meta)
+    chosen = inference.backend_for(model, len(inputs), backend)
+    logging.info("packed inference backend: %s (asked for %s; platform %s, batch %d)", chosen, backend, jax.default_backend(), len(inputs))
+    return np.asarray(inference.packed_predict(model, inputs, chosen)), chosen
 
 
-def evaluate_npz(path: str, data_kwargs: dict[str, Any]) -> dict:
-    """The test error of the .npz model at `path` on the test split of the data `data_kwargs` names."""
+def packed_predictions(arrays: dict[str, np.ndarray], meta: dict[str, Any], images: np.ndarray, backend: str = backends.AUTO) -> np.ndarray:
+    """`packed_run`'s predictions alone."""
+    return packed_run(arrays, meta, images, backend)[0]
+
+
+def evaluate_npz(path: str, data_kwargs: dict[str, Any], backend: str = backends.AUTO) -> dict:
+    """The test error of the .npz model at `path` on the test split of the data `data_kwargs` names, by `backend`."""
     arrays, meta = export.load_npz(path)
     splits = data.load_splits(**{**data_kwargs, "validation_size": 1, "train_subset": 1})  # only the test split is needed
-    predictions = packed_predictions(arrays, meta, splits.test_images)
+    predictions, chosen = packed_run(arrays, meta, splits.test_images, backend)
     results = {
         "npz": path,
         "encoding": meta["encoding"],
         "num_examples": int(len(splits.test_labels)),
         "packed_error": float(np.mean(predictions != splits.test_labels)),
+        "backend": chosen,
         "data": splits.identity,
     }
     logging.info("evaluation of %s: %s", path, results)
@@ -61,9 +73,10 @@ def result_name(identity: dict, trained: dict | None) -> str:
 
 
 @workdir_lock.holding_workdir  # never beside a training run in the same workdir
-def evaluate_workdir(workdir: str, other_data: bool = False) -> dict:
+def evaluate_workdir(workdir: str, other_data: bool = False, backend: str = backends.AUTO) -> dict:
     """Evaluate the checkpoints of `workdir` on the test split; write eval.json (and bitwise.npz). On other data than
-    the run trained on: a DataError, unless `other_data`; then the result goes to eval-<key>.json only."""
+    the run trained on: a DataError, unless `other_data`; then the result goes to eval-<key>.json only. The packed
+    path runs on `backend` (bitnet.deploy.backends; eval.json names the one that ran)."""
     run = plan.resolve(configuration.read_config(workdir))  # the config resolved once
     stages = run.stages
     configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must still fit this config
@@ -88,7 +101,7 @@ def evaluate_workdir(workdir: str, other_data: bool = False) -> dict:
         simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, stage.eval_batch_size))
         results[f"{stage.name}_error"] = float(np.mean(simulated != labels))
     if plan.binarized_stage(stages) is not None:
-        packed = packed_predictions(*binarized.load(workdir), splits.test_images)
+        packed, results["backend"] = packed_run(*binarized.load(workdir), splits.test_images, backend)
         results["packed_error"] = float(np.mean(packed != labels))
         mismatches = int(np.sum(packed != simulated))
         if mismatches:

@@ -1,0 +1,156 @@
+"""Every backend of packed inference (popcount, int8, bf16) gives the simulated forward's integers, and the rule
+choosing one is a pure function of platform and shapes."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bitnet.core import encodings, models
+from bitnet.deploy import backends, export, inference, packing
+from bitnet.runs import evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = [784, 1024, 1024, 1024, 10]
+WIDE = [784, 4096, 4096, 4096, 10]
+
+
+@pytest.mark.parametrize("batch", [1, 100, 10_000])
+@pytest.mark.parametrize("sizes", [PAPER, WIDE])
+def test_the_cpu_runs_popcount(sizes, batch):
+    assert backends.choose_backend("cpu", batch, sizes) == "popcount"
+
+
+@pytest.mark.parametrize(
+    "platform, batch, sizes, expected",
+    [
+        ("gpu", 1, PAPER, "bf16"),
+        ("gpu", 10_000, PAPER, "bf16"),  # 2.9e10 multiply-adds: below GPU_INT8_MIN_MACS
+        ("gpu", 1, WIDE, "bf16"),
+        ("gpu", 10_000, WIDE, "int8"),  # 3.7e11: compute-bound, int8's 2x tensor-core rate
+        ("tpu", 10_000, WIDE, "bf16"),  # every MXU takes bf16
+        ("gpu", 1, [2**24 + 1, 10], "int8"),  # bf16 would not be exact
+        ("tpu", 1, [2**24 + 1, 10], "int8"),
+        ("tpu", 1, [2**24, 10], "bf16"),
+    ],
+)
+def test_accelerators_choose_a_matmul(platform, batch, sizes, expected):
+    assert backends.choose_backend(platform, batch, sizes) == expected
+
+
+def test_auto_resolves_and_forced_backends_are_checked():
+    assert backends.resolve_backend("auto", "cpu", 5, PAPER) == "popcount"
+    assert backends.resolve_backend("int8", "cpu", 5, PAPER) == "int8"
+    with pytest.raises(ValueError, match="one of"):
+        backends.resolve_backend("int4", "cpu", 5, PAPER)
+    with pytest.raises(ValueError, match="exact only"):
+        backends.resolve_backend("bf16", "gpu", 1, [2**24 + 1, 10])
+
+
+def numpy_scores(layers, inputs):
+    """The bitwise forward in int64 NumPy: a = x W + b; hidden outputs sign(a) (sign(0) = +1) or s a >= T."""
+    x, scores = np.asarray(inputs, np.int64), []
+    for weights, bias, polarity, threshold in layers:
+        scores.append(x @ weights.astype(np.int64) + bias)
+        fires = scores[-1] >= 0 if threshold is None else polarity * scores[-1] >= threshold
+        x = np.where(fires, 1, -1)
+    return scores
+
+
+def assert_every_backend_exact(packed, inputs, expected_scores):
+    """Every backend's integers for every layer, and its predictions (ties to the lowest index), are `expected_scores`'."""
+    words = packing.pack_bits(inputs)
+    expected = np.argmax(expected_scores[-1], axis=-1)
+    for backend in backends.BACKENDS:
+        scores = inference.packed_scores(packed, words, backend)
+        assert len(scores) == len(expected_scores)
+        for got, want in zip(scores, expected_scores):
+            assert got.dtype == np.int32
+            np.testing.assert_array_equal(np.asarray(got), want, err_msg=backend)
+        np.testing.assert_array_equal(inference.packed_predict(packed, inputs, backend), expected, err_msg=backend)
+        if backend != "popcount":  # weights unpacked once, reused
+            np.testing.assert_array_equal(inference.matmul_predict(inference.matmul_layers(packed, backend), inputs, packed.input_bits), expected)
+
+
+@pytest.mark.parametrize("encoding_name", ["bipolar", "binary"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3])
+def test_every_backend_equals_the_simulated_forward(encoding_name, sparsity):
+    """bitnet-packed-v1 nets (sign neurons, a bias) with +-1 or 0/1 inputs, dense or ternary, sizes not multiples of 32."""
+    encoding = encodings.get_encoding(encoding_name)
+    model = models.MLP(hidden_sizes=(65, 33), num_classes=10, mode="bitwise", sparsity=sparsity)
+    inputs = encoding(np.random.default_rng(0).integers(0, 256, (40, 37), dtype=np.uint8))
+    params = model.init(jax.random.key(0), inputs[:1])["params"]
+    params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    params["dense1"]["bias"] = params["dense1"]["bias"].at[:5].set(0.0)
+    _, state = model.apply({"params": params}, inputs, mutable=["intermediates"])
+    simulated = [np.asarray(a).astype(np.int64) for a in state["intermediates"]["preactivations"]]
+    packed = inference.pack_params(params, sparsity, encoding.bit_values)
+    assert all(layer.dense == (sparsity == 0) for layer in packed.layers)
+    assert_every_backend_exact(packed, inputs, simulated)
+
+
+@pytest.mark.parametrize("bit_values", ["bipolar", "binary"])
+def test_every_backend_on_threshold_neurons(bit_values):
+    """bitnet-packed-v2 nets: hidden threshold neurons (s, T) of both polarities, many exactly on their threshold."""
+    rng = np.random.default_rng(1)
+    sizes, layers = (45, 70, 31, 10), []
+    inputs = rng.integers(0, 2, (60, sizes[0])).astype(np.float32)
+    inputs = 2 * inputs - 1 if bit_values == "bipolar" else inputs
+    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        weights = rng.integers(-1, 2, (n_in, n_out)).astype(np.int8)
+        hidden = index < len(sizes) - 2
+        bias = np.zeros(n_out, np.int8) if hidden else rng.integers(-1, 2, n_out).astype(np.int8)
+        polarity = rng.choice([-1, 1], n_out).astype(np.int32) if hidden else None
+        threshold = rng.integers(-3, 4, n_out).astype(np.int32) if hidden else None
+        layers.append((weights, bias, polarity, threshold))
+    packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
+    expected = numpy_scores(layers, inputs)
+    on_threshold = sum(int(np.sum(polarity * a == threshold)) for (_, _, polarity, threshold), a in zip(layers[:-1], expected))
+    assert on_threshold > 50
+    assert_every_backend_exact(packed, inputs, expected)
+
+
+def test_bf16_accumulates_in_float32():
+    """Sums past 256 (bf16's exact integers) stay exact: a 5001-input layer of +1 weights on mostly +1 inputs."""
+    n_in = 5001
+    weights = np.ones((n_in, 3), np.int8)
+    weights[:, 1] = -1
+    inputs = np.ones((2, n_in), np.float32)
+    inputs[1, :7] = -1
+    layers = [(weights, np.array([1, 0, -1], np.int8), None, None)]
+    packed = inference.pack_model([layer[:2] for layer in layers], "bipolar")
+    assert_every_backend_exact(packed, inputs, numpy_scores(layers, inputs))
+    assert int(inference.packed_scores(packed, packing.pack_bits(inputs), "bf16")[0][1, 0]) == n_in - 14 + 1
+
+
+def test_ties_go_to_the_lowest_index_on_every_backend():
+    w0, b0 = np.array([[1], [-1]], np.int8), np.array([0], np.int8)  # x = (+1, +1): a = 0 -> +1
+    w1, b1 = np.array([[1, 1, -1]], np.int8), np.array([0, 0, 0], np.int8)  # scores (1, 1, -1)
+    packed = inference.pack_model([(w0, b0), (w1, b1)], "bipolar")
+    for backend in backends.BACKENDS:
+        assert int(inference.packed_predict(packed, np.array([[1.0, 1.0]]), backend)[0]) == 0
+
+
+PUBLISHED = ["results/sweep_table1/bipolar-bitwise-seed0.npz", "results/sweep_binary_bn/binary_bn-seed0.npz"]  # v1, v2
+
+
+@pytest.mark.parametrize("path", PUBLISHED)
+def test_published_models_on_mnist(path, test_split):
+    """One published v1 and one v2 model on the first 2,000 real MNIST test images: every backend's predictions are the
+    popcount path's (the full test set: experiments/device_inference.py and tests/test_results.py)."""
+    images, _ = test_split
+    arrays, meta = export.load_npz(os.path.join(REPO, path))
+    expected = evaluate.packed_predictions(arrays, meta, images[:2000], "popcount")
+    for backend in ("int8", "bf16"):
+        np.testing.assert_array_equal(evaluate.packed_predictions(arrays, meta, images[:2000], backend), expected, err_msg=backend)
+
+
+def test_evaluation_names_the_backend_it_ran(test_split):
+    """eval.json's `backend`: auto is popcount on the CPU; a forced backend is the one that ran, with the same predictions."""
+    images, _ = test_split
+    arrays, meta = export.load_npz(os.path.join(REPO, PUBLISHED[0]))
+    auto, chosen = evaluate.packed_run(arrays, meta, images[:50])
+    forced, name = evaluate.packed_run(arrays, meta, images[:50], "bf16")
+    assert (chosen, name) == ("popcount", "bf16")
+    np.testing.assert_array_equal(auto, forced)
