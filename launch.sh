@@ -3,6 +3,7 @@
 #   ./launch.sh [--config.x=y]  set up .venv if needed, train the default config, evaluate, export
 #   ./launch.sh test [--full]   set up .venv if needed, run the default test tier (--full: every test, as CI)
 #   ./launch.sh sweep CONFIG    run every run of a sweep config (configs/sweep_*.py), then tabulate
+#                               (--launcher slurm: submit it as one SLURM job array; --collect: tabulate now)
 # Environment: WORKDIR (default workdirs/default), BITNET_MNIST_DIR (folder of the four MNIST IDX
 # files; without it MNIST is downloaded), PYTHON (interpreter used to make .venv).
 set -euo pipefail
@@ -38,7 +39,7 @@ case "$command" in
     ;;
   sweep)
     setup
-    [ $# -ge 2 ] || { echo "usage: ./launch.sh sweep CONFIG [--workdir_root DIR]" >&2; exit 2; }
+    [ $# -ge 2 ] || { echo "usage: ./launch.sh sweep CONFIG [--workdir_root DIR] [--launcher local|slurm] [--collect]" >&2; exit 2; }
     exec .venv/bin/python -m experiments.sweep --sweep "$2" "${@:3}"  # exec: a signal to this pid reaches the sweep
     ;;
   *)

@@ -18,6 +18,15 @@ Each run's outcome is its own: a run that fails (its error line is printed and t
 to the sweep, or Ctrl-C to its process group, stops the runs under way (bitnet.runs.children passes it on; each
 saves its checkpoint), starts no more, prints a line per unfinished run and exits 143 (SIGINT: 130); the same
 command resumes. Each run's output goes to its WORKDIR/run.log as it is printed.
+
+With --launcher slurm the sweep is submitted as one SLURM job array instead (bitnet.runs.slurm: one task per
+group, each trained and evaluated as above by `slurm_task`, requeued when SLURM stops it) and a dependent job
+writes results.md once every task has ended; --collect writes it now from the workdirs as they are. The data
+are prepared here, once, before the submission, so no two tasks prepare the cache at once.
+
+    python -m experiments.sweep --sweep S --launcher slurm [--slurm_partition P] [--slurm_time MINUTES]
+                                [--slurm_gpus_per_task G] [--slurm_cpus_per_task C] [--slurm_sbatch account=a,qos=q]
+    python -m experiments.sweep --sweep S --collect
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bitnet.runs import children, sweep
+from bitnet.runs import children, slurm, sweep
 from bitnet.errors import ERROR_FILE
 from experiments import cli
 
@@ -47,6 +56,14 @@ _PARALLEL = flags.DEFINE_integer(
 _GROUP = flags.DEFINE_bool("group", None, "Train compatible runs as groups in one program (default: on with GPUs; on the CPU: GROUP_ON_CPU).")
 _EVALUATE = flags.DEFINE_bool("evaluate", True, "Evaluate each run on the test split; --noevaluate (tuning screens): train only and tabulate validation errors.")
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", MAX_GROUP_SIZE, "The most runs in one group (0: no cap).")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "slurm"], "Run the groups here (local) or submit them as one SLURM job array (slurm).")
+_COLLECT = flags.DEFINE_bool("collect", False, "Only write results.md from the run workdirs as they are (after a SLURM array).")
+_PARTITION = flags.DEFINE_string("slurm_partition", None, "SLURM partition of the tasks (default: the cluster's).")
+_TIME = flags.DEFINE_integer("slurm_time", 24 * 60, "Each task's SLURM time limit in minutes (a task stopped by it is requeued and resumes).")
+_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per SLURM task (one task trains one group).")
+_CPUS = flags.DEFINE_integer("slurm_cpus_per_task", 1, "CPUs per SLURM task.")
+_SIGNAL = flags.DEFINE_integer("slurm_signal_seconds", slurm.SIGNAL_SECONDS, "SIGTERM each task this long before its time limit, to save and requeue.")
+_SBATCH = flags.DEFINE_list("slurm_sbatch", [], "Free-form sbatch options key=value (e.g. account=abc,qos=high); they override the others.")
 flags.mark_flag_as_required("sweep")
 
 
@@ -116,6 +133,71 @@ def _units(runs: list[sweep.Run], base: str, grouped: bool, max_size: int) -> li
     return sweep.groups(runs, keys, max_size)
 
 
+def _write_table(root: str, names: list[str], failures: dict[str, str], evaluate: bool) -> str:
+    """Write ROOT/results.md (the test errors, or with `evaluate` off each stage's validation errors) and return it."""
+    table = sweep.results_table(root, names, failures) if evaluate else sweep.validation_table(root, names, failures)
+    with open(os.path.join(root, "results.md"), "w") as file:
+        file.write(table)
+    return table
+
+
+def collect(root: str, names: list[str], evaluate: bool) -> list[str]:
+    """Write and print results.md from the workdirs as they are (the SLURM array's dependent job, or --collect), and
+    return the runs that have no result yet."""
+    table = _write_table(root, names, {}, evaluate)
+    print(table)
+    print(f"wrote {os.path.join(root, 'results.md')}", flush=True)
+    result = "eval.json" if evaluate else "metrics.jsonl"
+    return [name for name in names if not os.path.exists(os.path.join(root, name, result))]
+
+
+def slurm_task(runs: list[sweep.Run], root: str, base: str, sweep_file: str, evaluate: bool) -> dict[str, str]:
+    """One task of the SLURM array: train (and evaluate) one group as the local launcher does; on SIGTERM (SLURM's
+    warning before the time limit, a scancel, a preemption) pass it on, wait until the runs have saved, and requeue
+    this task. Returns each failed run's error line."""
+    slots: queue.Queue = queue.Queue()
+    slots.put({})  # SLURM chose the GPUs this task sees (CUDA_VISIBLE_DEVICES)
+    with children.stops_forwarded() as launcher:
+        endings = _run_unit(launcher, runs, root, base, sweep_file, slots, evaluate)
+    if launcher.stop:
+        job = os.environ.get("SLURM_JOB_ID", "")
+        problem = slurm.requeue(job)
+        outcome = f"not requeued ({problem}); submit the same sweep again to resume" if problem else "requeued; it resumes when SLURM restarts it"
+        print(f"[{','.join(run.name for run in runs)}] stopped by {launcher.stop}: job {job} {outcome}", flush=True)
+    return {run.name: ending.failure for run, ending in zip(runs, endings) if ending.status and not ending.stopped}
+
+
+def _prepare_data(runs: list[sweep.Run], base: str) -> None:
+    """Prepare the data cache of every run's data once, here, so that no two array tasks prepare it at once."""
+    from bitnet.input import data  # late: imports JAX
+    from bitnet.training import plan  # late: imports JAX
+
+    prepared: list[dict] = []
+    for run in runs:
+        arguments = plan.inputs(sweep.run_config(base, run)).data_kwargs()
+        if arguments not in prepared:
+            data.load_splits(**arguments)
+            prepared.append(arguments)
+
+
+def _submit(units: list[list[sweep.Run]], root: str, base: str, sweep_path: str, names: list[str]) -> None:
+    """Submit the sweep's groups as one SLURM job array and its collecting job; refuse while the sweep's previous
+    array is still queued or running."""
+    live = slurm.live_jobs(list(slurm.recorded_jobs(root).values()))
+    if live:
+        cli.fail(f"{root}: its SLURM jobs {live} are still queued or running (squeue); wait for them to end, or scancel them, then submit again")
+    cli.run_cleanly(lambda: _prepare_data([run for unit in units for run in unit], base))
+    name = os.path.basename(os.path.abspath(root))
+    parameters = cli.run_cleanly(lambda: slurm.executor_parameters(name, _PARTITION.value, _TIME.value, _GPUS.value, _CPUS.value, _SIGNAL.value, _SBATCH.value))
+    os.makedirs(root, exist_ok=True)
+    tasks = [(unit, root, base, sweep_path, _EVALUATE.value) for unit in units]
+    ids = slurm.submit(root, parameters, slurm_task, tasks, collect, (root, names, _EVALUATE.value))
+    logs = os.path.join(root, slurm.LOG_FOLDER)
+    print(f"submitted job array {ids['array']} ({len(units)} tasks, one per group) and job {ids['collect']}, which writes "
+          f"{os.path.join(root, 'results.md')} once they have ended; follow them with squeue -j {ids['array']},{ids['collect']}; "
+          f"logs: each run's {root}/<run>/run.log, each task's {logs}/", flush=True)
+
+
 def main(argv):
     del argv
     spec = _SWEEP.value
@@ -125,7 +207,11 @@ def main(argv):
     runs = cli.run_cleanly(lambda: sweep.select(all_runs, _ONLY.value))
     gpus = sweep.local_gpu_count()
     grouped = _GROUP.value if _GROUP.value is not None else bool(gpus) or GROUP_ON_CPU
+    if _COLLECT.value:
+        sys.exit(1 if collect(root, [run.name for run in all_runs], _EVALUATE.value) else 0)
     units = _units(runs, spec.base, grouped, _MAX_GROUP_SIZE.value)
+    if _LAUNCHER.value == "slurm":
+        return _submit(units, root, spec.base, sweep_path, [run.name for run in all_runs])
     environments = sweep.unit_environments(_PARALLEL.value, grouped, gpus)
     slots: queue.Queue = queue.Queue()
     for environment in environments:
@@ -140,9 +226,7 @@ def main(argv):
         sys.exit(launcher.exit_status())
     failures = {name: ending.failure for name, ending in endings.items() if ending.status}
     names = [run.name for run in all_runs]
-    table = sweep.results_table(root, names, failures) if _EVALUATE.value else sweep.validation_table(root, names, failures)
-    with open(os.path.join(root, "results.md"), "w") as file:
-        file.write(table)
+    table = _write_table(root, names, failures, _EVALUATE.value)
     print(table)
     print(f"wrote {os.path.join(root, 'results.md')}")
     if failures:
