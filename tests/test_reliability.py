@@ -491,3 +491,15 @@ def test_report_without_matplotlib_names_the_install(capsys, monkeypatch):
         report.require_matplotlib()
     assert exit_info.value.code == 1
     assert assert_one_line_error(capsys.readouterr().err, 'pip install -e ".[plots]"')
+
+
+def test_a_sigint_after_a_sigterm_still_saves_and_two_ctrl_c_stop_at_once():
+    """A launcher passes Ctrl-C on as SIGTERM; the child's own SIGINT may come second: that is one stop, not two."""
+    with preemption.stop_on_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.requested() == "SIGTERM"
+    with preemption.stop_on_sigterm():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)

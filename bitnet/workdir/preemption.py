@@ -4,7 +4,9 @@ The handler only records the request; the training loop checks it after each ste
 latest checkpoint and raises `Preempted`, so the run stops cleanly and the same command resumes.
 The program then exits with status 128 + the signal's number, as a shell reports a process that
 signal ended: 143 for SIGTERM, 130 for SIGINT (Ctrl-C). A second Ctrl-C stops at once, without
-the checkpoint (the same command resumes from the last one saved).
+the checkpoint (the same command resumes from the last one saved); a SIGINT after a SIGTERM is not a
+second Ctrl-C: a launcher passes a Ctrl-C on to its children as SIGTERM (bitnet.runs.children), and
+each child may get that before the terminal's own SIGINT.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ def exit_status() -> int:
 
 def _handle(signum, frame) -> None:
     del frame
-    if not _requested:
-        _requested.append(signal.Signals(signum).name)
-    elif signum == signal.SIGINT:  # Ctrl-C again: do not wait for the checkpoint
+    name = signal.Signals(signum).name
+    if signum == signal.SIGINT and name in _requested:  # Ctrl-C again: do not wait for the checkpoint
         raise KeyboardInterrupt
+    _requested.append(name)
 
 
 @contextlib.contextmanager
