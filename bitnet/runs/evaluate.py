@@ -85,7 +85,8 @@ def evaluate_workdir(workdir: str, other_data: bool = False, backend: str = back
     if not other_data:
         remedy = f"pass {OTHER_DATA_FLAG} to evaluate it on these data (the result goes to eval-<key>.json, not eval.json)"
         train.check_same_data(workdir, splits.identity, remedy)
-    name = result_name(splits.identity, provenance.trained_data(workdir))
+    trained = provenance.trained_data(workdir)  # what the run trained on, read once
+    name = result_name(splits.identity, trained)
     inputs = jnp.asarray(encoding(splits.test_images))
     labels = np.asarray(splits.test_labels)
     results: dict = {"run_kind": run.record["run_kind"], "encoding": encoding.name, "num_examples": int(len(labels))}
@@ -95,7 +96,7 @@ def evaluate_workdir(workdir: str, other_data: bool = False, backend: str = back
     simulated = None
     for stage in stages:
         if stage.start == plan.FINISHED:  # a shared stage 1: finished, not being written, on the same data
-            variables = train.finished_variables(stage, int(inputs.shape[1]), provenance.trained_data(workdir) or splits.identity)
+            variables = train.finished_variables(stage, int(inputs.shape[1]), trained or splits.identity)
         else:
             variables = loop.stage_variables(stage, workdir, int(inputs.shape[1]))
         simulated = np.asarray(steps.predictions(steps.make_predict(steps.make_model(stage)), variables, inputs, stage.eval_batch_size))
