@@ -37,14 +37,13 @@ from absl import app, flags
 from bitnet.core import encodings
 from bitnet.deploy import c_runtime, export, inference
 from bitnet.input import data
-from experiments import cli, timing
+from experiments import cli, peaks, timing
 
 _NPZ = flags.DEFINE_list(
     "npz", ["results/sweep_table1/bipolar-bitwise-seed0.npz", "results/sweep_binary_bn/binary_bn-seed0.npz"], "Models to time."
 )
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds; every path runs once per round.")
 _CALLS = flags.DEFINE_integer("batch1_calls", 200, "Timed batch-1 calls per path and round.")
-_CC = flags.DEFINE_string("cc", "cc", "The C compiler.")
 
 BUILDS = {"C portable": ["-O2"], "C native": ["-O2", "-march=native"]}
 JAX = "JAX packed"
@@ -114,7 +113,7 @@ def build_drivers(npz: str, folder: str) -> dict[str, str]:
     for name, flags_ in BUILDS.items():
         binary = os.path.join(folder, name.replace(" ", "_"))
         sources = [os.path.join(folder, "driver.c"), os.path.join(folder, c_runtime.SOURCE)]
-        subprocess.run([_CC.value, "-std=c99", "-Wall", "-Wextra", "-Werror", *flags_, "-o", binary, *sources], check=True)
+        subprocess.run([peaks.CC.value, "-std=c99", "-Wall", "-Wextra", "-Werror", *flags_, "-o", binary, *sources], check=True)
         binaries[name] = binary
     return binaries
 
@@ -185,6 +184,7 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv):
     del argv
+    cli.one_cpu_device_per_core()
     images, source = cli.run_cleanly(benchmark_images)
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as root:

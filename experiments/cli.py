@@ -10,6 +10,7 @@ import threading
 import traceback
 from typing import Callable, Iterator, NoReturn, TypeVar
 
+import jax
 from absl import flags, logging
 
 from bitnet.workdir import preemption, workdir_lock
@@ -21,6 +22,16 @@ T = TypeVar("T")
 
 def _not_from_orbax(record) -> bool:
     return "orbax" not in record.pathname  # orbax logs every save step by step at INFO
+
+
+def one_cpu_device_per_core() -> None:
+    """Ask JAX, before it starts, for one CPU device per core this process may use, so that packed
+    inference splits a large batch over every core (bitnet.deploy.inference.split_devices); a
+    device count forced in XLA_FLAGS is kept. Only for inference entry points: training shards a
+    group's runs over the devices it sees."""
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        jax.config.update("jax_num_cpu_devices", cores)
 
 
 def fail(message: str) -> NoReturn:

@@ -50,6 +50,7 @@ def npz_data_kwargs() -> dict:
 
 def main(argv):
     del argv
+    cli.one_cpu_device_per_core()
     if _WORKDIR.value is not None:
         result = cli.run_cleanly(lambda: evaluate.evaluate_workdir(_WORKDIR.value, _OTHER_DATA.value, _BACKEND.value))
     else:

@@ -4,6 +4,7 @@
     workdirs    metric_lines, lines_without_timing, saved_steps, stored_state, assert_trees_equal, assert_same_run
     commands    train_args, run, start, signal_when, assert_one_line_error: the real entry points in subprocesses
     steps       step_stage, step_parts, assert_same, NUM_TRAIN, BATCH, INPUTS: a stage and its step on random data
+    packed nets random_layers, numpy_scores: random ternary layers (threshold neurons too) and their forward in NumPy
 """
 
 from __future__ import annotations
@@ -187,3 +188,29 @@ def assert_same(a, b):
     """Two pytrees equal leaf by leaf, bit for bit (the first differing leaf's path on failure)."""
     for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
         assert np.array_equal(np.asarray(x), np.asarray(y)), jax.tree_util.keystr(path)
+
+
+def random_layers(rng, sizes, bit_values, batch, thresholds=False):
+    """Random ternary layers (W, b, s, T) of an MLP `sizes` and `batch` random inputs of `bit_values`; with
+    `thresholds` the hidden layers are threshold neurons of both polarities (bias 0), many exactly on T."""
+    inputs = rng.integers(0, 2, (batch, sizes[0])).astype(np.float32)
+    inputs = 2 * inputs - 1 if bit_values == "bipolar" else inputs
+    layers = []
+    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        weights = rng.integers(-1, 2, (n_in, n_out)).astype(np.int8)
+        hidden = thresholds and index < len(sizes) - 2
+        bias = np.zeros(n_out, np.int8) if hidden else rng.integers(-1, 2, n_out).astype(np.int8)
+        polarity = rng.choice([-1, 1], n_out).astype(np.int32) if hidden else None
+        threshold = rng.integers(-3, 4, n_out).astype(np.int32) if hidden else None
+        layers.append((weights, bias, polarity, threshold))
+    return layers, inputs
+
+
+def numpy_scores(layers, inputs):
+    """The bitwise forward in int64 NumPy: a = x W + b; hidden outputs sign(a) (sign(0) = +1) or s a >= T."""
+    x, scores = np.asarray(inputs, np.int64), []
+    for weights, bias, polarity, threshold in layers:
+        scores.append(x @ weights.astype(np.int64) + bias)
+        fires = scores[-1] >= 0 if threshold is None else polarity * scores[-1] >= threshold
+        x = np.where(fires, 1, -1)
+    return scores

@@ -10,6 +10,7 @@ import pytest
 from bitnet.core import encodings, models
 from bitnet.deploy import backends, export, inference, packing
 from bitnet.runs import evaluate
+from tests.helpers import numpy_scores, random_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = [784, 1024, 1024, 1024, 10]
@@ -48,16 +49,6 @@ def test_auto_resolves_and_forced_backends_are_checked():
         backends.resolve_backend("bf16", "gpu", 1, [2**24 + 1, 10])
 
 
-def numpy_scores(layers, inputs):
-    """The bitwise forward in int64 NumPy: a = x W + b; hidden outputs sign(a) (sign(0) = +1) or s a >= T."""
-    x, scores = np.asarray(inputs, np.int64), []
-    for weights, bias, polarity, threshold in layers:
-        scores.append(x @ weights.astype(np.int64) + bias)
-        fires = scores[-1] >= 0 if threshold is None else polarity * scores[-1] >= threshold
-        x = np.where(fires, 1, -1)
-    return scores
-
-
 def assert_every_backend_exact(packed, inputs, expected_scores):
     """Every backend's integers for every layer, and its predictions (ties to the lowest index), are `expected_scores`'."""
     words = packing.pack_bits(inputs)
@@ -93,17 +84,7 @@ def test_every_backend_equals_the_simulated_forward(encoding_name, sparsity):
 @pytest.mark.parametrize("bit_values", ["bipolar", "binary"])
 def test_every_backend_on_threshold_neurons(bit_values):
     """bitnet-packed-v2 nets: hidden threshold neurons (s, T) of both polarities, many exactly on their threshold."""
-    rng = np.random.default_rng(1)
-    sizes, layers = (45, 70, 31, 10), []
-    inputs = rng.integers(0, 2, (60, sizes[0])).astype(np.float32)
-    inputs = 2 * inputs - 1 if bit_values == "bipolar" else inputs
-    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        weights = rng.integers(-1, 2, (n_in, n_out)).astype(np.int8)
-        hidden = index < len(sizes) - 2
-        bias = np.zeros(n_out, np.int8) if hidden else rng.integers(-1, 2, n_out).astype(np.int8)
-        polarity = rng.choice([-1, 1], n_out).astype(np.int32) if hidden else None
-        threshold = rng.integers(-3, 4, n_out).astype(np.int32) if hidden else None
-        layers.append((weights, bias, polarity, threshold))
+    layers, inputs = random_layers(np.random.default_rng(1), (45, 70, 31, 10), bit_values, 60, thresholds=True)
     packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
     expected = numpy_scores(layers, inputs)
     on_threshold = sum(int(np.sum(polarity * a == threshold)) for (_, _, polarity, threshold), a in zip(layers[:-1], expected))

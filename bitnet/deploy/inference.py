@@ -23,10 +23,13 @@ tests/test_thresholds.py; every backend: tests/test_backends.py).
 The popcount backend has two kernels, chosen by batch size (both exact, same formulas):
   row kernel     (batch <= ROW_KERNEL_MAX_BATCH) popcounts along each neuron's row of words, as
                  stored; nothing to rearrange, the fastest for a few examples.
-  column kernel  (larger batches) planes transposed to [words, neurons], so one vector
-                 instruction XORs one input word with 16 neurons' words at once (AVX-512 on
-                 CPU), the sum over words written out term by term; the batch runs in chunks
-                 of MAX_CHUNK rows under `lax.map`.
+  column kernel  (larger batches) planes transposed to [words, neurons] and cut into tiles of
+                 neurons small enough to stay in the L1 cache ([tiles, words, tile], `column_tile`);
+                 a loop over the tiles runs every row of the chunk against one tile, where one
+                 vector instruction XORs one input word with 8 or 16 neurons' words at once. The
+                 sum over words is a Harley-Seal carry-save adder (`popcount_sum`): the popcount,
+                 which x86 vectors lack below AVX-512 VPOPCNTDQ, runs once per 16 words instead of
+                 once per word. The batch runs in chunks of MAX_CHUNK rows under `lax.map`.
 The reasons for the exact shape of the column kernel (XLA CPU fusion and vectorization
 behaviour, measured in BENCHMARKS.md) are in the docstrings below.
 """
@@ -40,14 +43,19 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bitnet.core import models, thresholds
 from bitnet.deploy import backends, packing
 
 VECTOR_LANES = 16  # uint32 lanes of a 512-bit vector register
+TILE_BYTES = 32 * 1024  # one column-kernel tile of sign words: an L1 data cache (32-48 KiB on x86 cores)
+MAX_TILE = 512  # neurons: a tile's rows of words stay under 4 KiB apart (rows 4 KiB apart share L1 sets)
 ROW_KERNEL_MAX_BATCH = 8  # up to this batch the row kernel is faster (no transposes to amortize)
 MAX_CHUNK = 1024  # rows per step of a large batch: [rows, neurons] temporaries of ~4 MB stay in cache
 # 512-bit vectors for the popcount loops (XLA CPU defaults to 256 bits); other backends ignore it.
+BATCH = "batch"  # the mesh axis a split batch runs over
+SPLIT_ROWS = 256  # rows per device, at least, of a batch split over CPU devices (copying the model to each costs)
 COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
 
 
@@ -127,12 +135,12 @@ def _popcount(words: jax.Array) -> jax.Array:
 
 @flax.struct.dataclass
 class KernelLayer:
-    """A layer prepared for one kernel: planes as stored ([n_out, words], row kernel) or
-    transposed and padded to whole vectors ([words, width], column kernel)."""
+    """A layer prepared for one kernel: planes as stored ([n_out, words], row kernel) or transposed,
+    padded and cut into tiles of neurons ([tiles, words, tile], column kernel)."""
 
     sign: jax.Array  # uint32
     mask: jax.Array  # uint32
-    offset: jax.Array  # int32 [n_out or width]: popcount(m) or n_in (+-1 inputs), plus the bias
+    offset: jax.Array  # int32 [n_out] or [tiles, tile]: popcount(m) or n_in (+-1 inputs), plus the bias
     polarity: jax.Array | None  # threshold neurons' s and T, int32 [n_out] (None: sign(a))
     threshold: jax.Array | None
     n_out: int = flax.struct.field(pytree_node=False)
@@ -141,11 +149,18 @@ class KernelLayer:
     columns: bool = flax.struct.field(pytree_node=False)
 
 
-def column_width(n_out: int) -> int:
-    """Neurons padded to whole vectors, and never a multiple of 4 KiB per row of words (rows that
-    far apart share L1 cache sets, and the column kernel reads every row for each vector)."""
-    width = -(-n_out // VECTOR_LANES) * VECTOR_LANES
-    return width + VECTOR_LANES if (4 * width) % 4096 == 0 else width
+def column_tile(n_out: int, words: int) -> tuple[int, int]:
+    """(tiles, neurons per tile) of the column kernel: tiles of whole vectors whose sign words
+    ([words, tile] uint32) fit in TILE_BYTES, as even as possible, at most MAX_TILE neurons."""
+    most = max(VECTOR_LANES, min(MAX_TILE, TILE_BYTES // (4 * words)) // VECTOR_LANES * VECTOR_LANES)
+    tiles = -(-n_out // most)
+    return tiles, -(-n_out // (tiles * VECTOR_LANES)) * VECTOR_LANES
+
+
+def _tiled(plane: jax.Array, tiles: int, tile: int) -> jax.Array:
+    """[n_out, words] as [tiles, words, tile], the neurons padded with zero words."""
+    words = plane.T
+    return jnp.pad(words, ((0, 0), (0, tiles * tile - plane.shape[0]))).reshape(words.shape[0], tiles, tile).transpose(1, 0, 2)
 
 
 def kernel_layer(layer: PackedLayer, input_bits: str, columns: bool) -> KernelLayer:
@@ -153,8 +168,9 @@ def kernel_layer(layer: PackedLayer, input_bits: str, columns: bool) -> KernelLa
     offset = layer.bias if input_bits == "binary" else layer.bias + (layer.n_in if layer.dense else layer.nonzeros)
     sign, mask, offset = jnp.asarray(layer.sign), jnp.asarray(layer.mask), jnp.asarray(offset, jnp.int32)
     if columns:
-        pad = column_width(layer.n_out) - layer.n_out
-        sign, mask, offset = jnp.pad(sign.T, ((0, 0), (0, pad))), jnp.pad(mask.T, ((0, 0), (0, pad))), jnp.pad(offset, (0, pad))
+        tiles, tile = column_tile(layer.n_out, sign.shape[1])
+        sign, mask = _tiled(sign, tiles, tile), _tiled(mask, tiles, tile)
+        offset = jnp.pad(offset, (0, tiles * tile - layer.n_out)).reshape(tiles, tile)
     return KernelLayer(sign, mask, offset, layer.polarity, layer.threshold, layer.n_out, input_bits, layer.dense, columns)
 
 
@@ -169,8 +185,8 @@ def use_columns(batch: int) -> bool:
     return batch > ROW_KERNEL_MAX_BATCH
 
 
-def _combine(total: jax.Array, layer: KernelLayer) -> jax.Array:
-    return layer.offset + total if layer.input_bits == "binary" else layer.offset - 2 * total
+def _combine(total: jax.Array, offset: jax.Array, input_bits: str) -> jax.Array:
+    return offset + total if input_bits == "binary" else offset - 2 * total
 
 
 def _word_terms(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLayer) -> jax.Array:
@@ -185,21 +201,74 @@ def _word_terms(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLay
 def row_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
     """Row kernel: int32 [batch, n_out] for packed inputs [batch, words], reducing along rows."""
     terms = _word_terms(x[:, None, :], layer.sign[None], layer.mask[None], layer)
-    return _combine(jnp.sum(terms, axis=-1), layer)
+    return _combine(jnp.sum(terms, axis=-1), layer.offset, layer.input_bits)
+
+
+def _carry_save(a: jax.Array, b: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Bitwise full adder of three words: (carry, sum), so popcount(a) + popcount(b) + popcount(c)
+    = 2 popcount(carry) + popcount(sum)."""
+    partial = a ^ b
+    return (a & b) | (partial & c), partial ^ c
+
+
+def popcount_sum(words: Sequence[jax.Array]) -> jax.Array:
+    """int32 sum of popcount(w) over `words` (uint32 arrays of one shape), by the Harley-Seal
+    carry-save adder tree (Mula, Kurz and Lemire 2018, "Faster population counts using AVX2
+    instructions"): each block of 16 words goes through 15 full adders of 5 bit operations and
+    only the sixteens word is popcounted; ones, twos, fours and eights carry over to the next
+    block and are popcounted once at the end. Fewer than 16 words are popcounted one by one.
+
+    The sum over words is written out term by term, not as an XLA reduction: the loop over the
+    contiguous neuron axis then vectorizes for any number of words (a reduction of more than a
+    few dozen terms became an inner loop, vectorized along the words, 10-30x slower)."""
+    full = len(words) // 16 * 16
+    total = None
+    if full:
+        ones = twos = fours = eights = jnp.zeros_like(words[0])
+        sixteens = []
+        for start in range(0, full, 16):
+            d = words[start : start + 16]
+            fours_pair, eights_pair = [], []
+            for half in (0, 8):
+                twos_a, ones = _carry_save(ones, d[half], d[half + 1])
+                twos_b, ones = _carry_save(ones, d[half + 2], d[half + 3])
+                fours_a, twos = _carry_save(twos, twos_a, twos_b)
+                twos_a, ones = _carry_save(ones, d[half + 4], d[half + 5])
+                twos_b, ones = _carry_save(ones, d[half + 6], d[half + 7])
+                fours_b, twos = _carry_save(twos, twos_a, twos_b)
+                eights_half, fours = _carry_save(fours, fours_a, fours_b)
+                eights_pair.append(eights_half)
+            carry, eights = _carry_save(eights, *eights_pair)
+            sixteens.append(_popcount(carry))
+        total = 16 * functools.reduce(jnp.add, sixteens) + 8 * _popcount(eights) + 4 * _popcount(fours) + 2 * _popcount(twos) + _popcount(ones)
+    for word in words[full:]:
+        total = _popcount(word) if total is None else total + _popcount(word)
+    return total
+
+
+def _tile_totals(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLayer) -> jax.Array:
+    """The popcount totals int32 [rows, tile] of one tile ([words, tile] planes) for packed inputs [rows, words]."""
+    inputs = [x[:, k, None] for k in range(x.shape[1])]
+    if layer.input_bits == "binary":  # sign bits lie inside the mask
+        return 2 * popcount_sum([word & sign[k] for k, word in enumerate(inputs)]) - popcount_sum([word & mask[k] for k, word in enumerate(inputs)])
+    if layer.dense:
+        return popcount_sum([word ^ sign[k] for k, word in enumerate(inputs)])
+    return popcount_sum([(word ^ sign[k]) & mask[k] for k, word in enumerate(inputs)])
 
 
 def column_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
     """Column kernel: int32 [batch, n_out] for packed inputs [batch, words].
 
-    The sum over words is written out term by term, not as an XLA reduction: the loop over the
-    contiguous neuron axis then vectorizes for any number of words (a reduction of more than a
-    few dozen terms became an inner loop, vectorized along the words, 10-30x slower).
-    """
-    total = None
-    for k in range(x.shape[1]):
-        term = _word_terms(x[:, k, None], layer.sign[k][None], layer.mask[k][None], layer)
-        total = term if total is None else total + term
-    return _combine(total, layer)[:, : layer.n_out]
+    The tiles run as a loop (`lax.map`), each over every row: one tile's words stay in cache for
+    all the rows, where untiled planes of a wide layer (2 MiB for 4096 x 4096) were read again from
+    L3 for every row. A single tile runs without the loop."""
+    tiles, _, tile = layer.sign.shape
+    if tiles == 1:
+        totals = _tile_totals(x, layer.sign[0], layer.mask[0], layer)[None]
+    else:
+        totals = jax.lax.map(lambda planes: _tile_totals(x, *planes, layer), (layer.sign, layer.mask))
+    scores = _combine(totals, layer.offset[:, None, :], layer.input_bits)
+    return scores.transpose(1, 0, 2).reshape(x.shape[0], tiles * tile)[:, : layer.n_out]
 
 
 def kernel_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
@@ -310,19 +379,56 @@ def chunking(batch: int, max_chunk: int = MAX_CHUNK) -> tuple[int, int]:
     return count, -(-batch // count)
 
 
-@functools.partial(jax.jit, static_argnames="backend", compiler_options=COMPILER_OPTIONS)
 def packed_predict(model: PackedModel, inputs: jax.Array, backend: str = backends.AUTO) -> jax.Array:
     """Class predictions from encoded inputs [batch, n_in] (+-1 or 0/1) by `backend` ("auto": `backend_for`'s
     choice on JAX's default backend; all give the same integers). A matmul backend unpacks the weights
-    inside this call: to unpack them once for many calls use `matmul_layers` and `matmul_predict`."""
+    inside this call: to unpack them once for many calls use `matmul_layers` and `matmul_predict`.
+    The popcount backend splits a large batch over the local CPU devices (`split_devices`)."""
     backend = backend_for(model, inputs.shape[0], backend)
     if backend != backends.POPCOUNT:
         return matmul_predict(matmul_layers(model, backend), inputs, model.input_bits)
+    devices = split_devices(inputs.shape[0])
+    if len(devices) > 1:
+        return split_predict(model, inputs, devices)
+    return _popcount_predict(model, inputs)
+
+
+def split_devices(batch: int) -> tuple[jax.Device, ...]:
+    """The devices a popcount batch is split over: when JAX runs on the CPU, as many local CPU devices
+    as get SPLIT_ROWS rows each (none below two). XLA runs one device's XOR-popcount loops on one
+    thread (a matmul alone uses every core), so a process that should use all its cores asks JAX for
+    one CPU device per core (`jax_num_cpu_devices`, as the entry points in experiments/ do)."""
+    if jax.default_backend() != "cpu":
+        return ()
+    devices = tuple(jax.local_devices(backend="cpu"))[: batch // SPLIT_ROWS]
+    return devices if len(devices) > 1 else ()
+
+
+@functools.lru_cache(maxsize=None)
+def _split_function(devices: tuple[jax.Device, ...]) -> tuple[Callable, Mesh]:
+    """`popcount_predict` on each device's share of the batch, and the mesh of `devices` it runs on."""
+    mesh = Mesh(np.array(devices), (BATCH,))
+    shared = jax.shard_map(popcount_predict, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(BATCH)), out_specs=PartitionSpec(BATCH))
+    return jax.jit(shared, compiler_options=COMPILER_OPTIONS), mesh
+
+
+def split_predict(model: PackedModel, inputs: jax.Array, devices: tuple[jax.Device, ...]) -> jax.Array:
+    """Popcount predictions with the batch split evenly over `devices` (padded with zero rows, dropped
+    afterwards) and the model copied to each; the same integers as on one device."""
+    function, mesh = _split_function(devices)
+    batch = inputs.shape[0]
+    inputs = np.pad(np.asarray(inputs), ((0, -batch % len(devices)), (0, 0)))
+    model = jax.device_put(model, NamedSharding(mesh, PartitionSpec()))
+    return function(model, jax.device_put(inputs, NamedSharding(mesh, PartitionSpec(BATCH))))[:batch]
+
+
+@functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
+def _popcount_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
     return popcount_predict(model, inputs)
 
 
 def popcount_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
-    """Class predictions by the popcount backend: pack, then XNOR-popcount (called inside `packed_predict`'s jit).
+    """Class predictions by the popcount backend: pack, then XNOR-popcount (traced inside a jit).
 
     Batches for the column kernel run as a loop (`lax.map`, at least 2 steps) over chunks of rows:
     the chunks keep every temporary in cache, and the loop boundary keeps XLA from fusing the
