@@ -72,6 +72,7 @@ def test_runs_of_a_group_train_as_alone():
         assert_same(partly[1], step_parts(stages[1])[3])  # an inactive run keeps its state
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full (end to end, ~20-40 s each on 2 cores)
 def test_the_training_options_train_in_groups():
     """Batch norm (its running statistics per run), the squared hinge loss and clipped weights, learning rate per run."""
     network = dataclasses.replace(step_stage().network, batch_norm=True)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bitnet.input import data
 from bitnet.workdir import checkpoints, provenance, workdir_lock
@@ -20,6 +21,8 @@ from tests import idx_fixtures
 from tests.helpers import (
     REPO, assert_one_line_error, assert_same_run, lines_without_timing, metric_lines, run, saved_steps, train_args,
 )
+
+pytestmark = pytest.mark.slow  # full tier: real entry points end to end, ~20-30 s each on 2 cores
 
 
 def _evaluate(env, workdir, *flags):

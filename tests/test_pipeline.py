@@ -135,6 +135,7 @@ def timeless(lines):
     return [{key: value for key, value in line.items() if key not in ("examples_per_sec", "epoch_seconds")} for line in lines]
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full (end to end, ~20-40 s each on 2 cores)
 def test_chunk_sizes_do_not_change_the_run(synthetic, tmp_path, monkeypatch):
     """Steps in chunks of one (as in a stage's first chunk, or on a slow device) or of whole epochs: the same run."""
     source, data_dir = synthetic
@@ -216,6 +217,7 @@ def test_smoke_config_on_real_mnist(tmp_path):
     assert results["compressed_error"] < 0.2  # real digits are learned even from a small subset
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full (end to end, ~20-40 s each on 2 cores)
 def test_stage2_ablation_shares_stage1(synthetic, tmp_path):
     source, data_dir = synthetic
     base = pipeline_config(source, data_dir)

@@ -329,8 +329,10 @@ def test_second_command_is_refused_and_a_killed_holder_releases_the_lock(env, tm
         pass
 
 
-def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkeypatch):
+def test_ctrl_c_checkpoints_and_stops_like_sigterm(env, capsys, tmp_path, monkeypatch, request):
     """SIGINT mid-epoch saves the current step and stops with one line and exit status 130 (128 + SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background pytest ignores SIGINT)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     make_train_chunk = steps.make_train_chunk
 
     def interrupted_at_step_3(*args, **kwargs):

@@ -163,6 +163,7 @@ def statistics_of(model, variables, inputs, rng):
     return variables
 
 
+@pytest.mark.slow  # full tier: ./launch.sh test --full (end to end, ~20-40 s each on 2 cores)
 @pytest.mark.parametrize("encoding_name", ["bipolar", "binary"])
 def test_three_paths_agree_on_every_mnist_test_image(encoding_name, mnist_test_images, tmp_path):
     """A bitwise net with batch norm on the 10,000 real MNIST test images: the simulated Flax forward, the jitted packed
