@@ -33,6 +33,7 @@ the collected table shows it as the local one does.
                                 [--slurm_gpus_per_task G] [--slurm_cpus_per_task C] [--slurm_sbatch account=a,qos=q]
                                 [--slurm_nodes_per_group N]
     python -m experiments.sweep --sweep S --collect
+    python -m experiments.sweep --sweep S --list_groups     # the groups, one line each (to train them by hand)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ _EVALUATE = flags.DEFINE_bool("evaluate", True, "Evaluate each run on the test s
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", MAX_GROUP_SIZE, "The most runs in one group (0: no cap).")
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "slurm"], "Run the groups here (local) or submit them as one SLURM job array (slurm).")
 _COLLECT = flags.DEFINE_bool("collect", False, "Only write results.md from the run workdirs as they are (after a SLURM array).")
+_LIST_GROUPS = flags.DEFINE_bool("list_groups", False, "Only print the groups it would train, one line each: the --runs of experiments.train_group.")
 _PARTITION = flags.DEFINE_string("slurm_partition", None, "SLURM partition of the tasks (default: the cluster's).")
 _TIME = flags.DEFINE_integer("slurm_time", 24 * 60, "Each task's SLURM time limit in minutes (a task stopped by it is requeued and resumes).")
 _GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per SLURM task (one task trains one group); per node with --slurm_nodes_per_group.")
@@ -242,6 +244,9 @@ def main(argv):
     if _COLLECT.value:
         sys.exit(1 if collect(root, [run.name for run in all_runs], _EVALUATE.value) else 0)
     units = _units(runs, spec.base, grouped, _MAX_GROUP_SIZE.value)
+    if _LIST_GROUPS.value:
+        print("\n".join(",".join(run.name for run in unit) for unit in units))
+        return
     if _LAUNCHER.value == "slurm":
         return _submit(units, root, spec.base, sweep_path, [run.name for run in all_runs])
     environments = sweep.unit_environments(_PARALLEL.value, grouped, gpus)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -117,6 +118,16 @@ def _units(file_name: str, max_size: int = 0) -> list[list[str]]:
     runs = sweep.expand(spec.runs)
     keys = [group.group_key(plan.resolve(sweep.run_config(spec.base, run))) for run in runs]
     return [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size)]
+
+
+def test_a_sweep_lists_its_groups_as_the_runs_of_train_group():
+    """--list_groups: one line per group it would train (at most --max_group_size runs), its runs joined by commas."""
+    from tests.helpers import REPO
+
+    command = [sys.executable, "-m", "experiments.sweep", "--sweep=configs/sweep_smoke.py", "--list_groups", "--max_group_size=3"]
+    listed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert listed.stdout.splitlines() == [",".join(unit) for unit in _units("sweep_smoke.py", max_size=3)] == ["seed0,seed1,seed2", "seed3"]
 
 
 def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
