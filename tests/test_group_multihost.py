@@ -127,9 +127,8 @@ def test_a_stop_asked_of_one_process_stops_both_and_the_same_commands_resume_to_
     """SIGTERM to the second process only, on its first epoch's last step: both save every run they hold at that
     epoch's end and exit 143; the same commands then resume, each run to the uninterrupted group's end."""
     one, _, _ = trained
-    spec = tmp_path / "sweep"
-    spec.mkdir()
-    spec = _sweep_file(env, spec)
+    (tmp_path / "sweep").mkdir()
+    spec = _sweep_file(env, tmp_path / "sweep")
     root = tmp_path / "several"
     processes, logs = _start_group(env, spec, root, fault="epoch_last_step:term:1")
     assert _ended(processes, logs) == [128 + signal.SIGTERM] * PROCESSES, "\n".join(log.read_text()[-3000:] for log in logs)

@@ -146,7 +146,7 @@ def agreed(values: Sequence[int]) -> list[int]:
         return list(values)
     from jax.experimental import multihost_utils  # late: only several processes need it
 
-    return [int(value) for value in np.max(multihost_utils.process_allgather(np.asarray(values, np.int64)), axis=0)]
+    return [int(value) for value in np.max(multihost_utils.process_allgather(np.asarray(values, np.int32)), axis=0)]
 
 
 def padded_size(num_runs: int, mesh: Mesh | None) -> int:

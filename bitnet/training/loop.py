@@ -335,12 +335,14 @@ class _Group:
         self.values = group.spread(group.per_run_values(stages, dataset.input_size), self.mesh)
         self.keys = group.spread(jnp.stack(keys), self.mesh)
         self.inputs, self.labels = group.replicate((dataset.train_inputs, dataset.train_labels), self.mesh)
-        self.stand_ins: list = []
+        self.elsewhere = [holder != jax.process_index() for holder in group.holders(self.size)]
+        self.stand_ins: dict = {}
 
     def hold(self, states: list):
-        """The stacked states on the mesh; a run held elsewhere (None) keeps its first stand-in (never placed here)."""
-        self.stand_ins = self.stand_ins or list(states)
-        return group.spread(group.stack([state if state is not None else stand_in for state, stand_in in zip(states, self.stand_ins)]), self.mesh)
+        """The stacked states on the mesh; a run held by another process (None once released) keeps its first stand-in,
+        which only gives the stack its shape (its part is never placed here)."""
+        self.stand_ins = self.stand_ins or {run: state for run, state in enumerate(states) if self.elsewhere[run]}
+        return group.spread(group.stack([self.stand_ins[run] if self.elsewhere[run] else state for run, state in enumerate(states)]), self.mesh)
 
     def release(self, held) -> list:
         ours = group.held_runs(held, self.size, self.mesh)
