@@ -16,7 +16,7 @@ from bitnet.errors import ERROR_FILE
 from bitnet.input import data
 from bitnet.runs import evaluate, sweep
 from bitnet.training import plan
-from bitnet.workdir import provenance
+from bitnet.workdir import provenance, workdir_lock
 from tests.helpers import REPO, assert_same_run, saved_steps
 
 pytestmark = pytest.mark.slow  # three training processes at once, then two twice (about two minutes): the full tier
@@ -124,12 +124,19 @@ def test_a_group_over_two_processes_ends_as_in_one(trained):
 
 
 def test_a_stop_asked_of_one_process_stops_both_and_the_same_commands_resume_to_the_same_end(env, trained, tmp_path):
-    """SIGTERM to the second process only, on its first epoch's last step: both save every run they hold at that
-    epoch's end and exit 143; the same commands then resume, each run to the uninterrupted group's end."""
+    """A workdir of the second process's in use: both refuse to train, with one error line each. Then SIGTERM to the
+    second process only, on its first epoch's last step: both save every run they hold at that epoch's end and exit
+    143; the same commands then resume, each run to the uninterrupted group's end."""
     one, _, _ = trained
     (tmp_path / "sweep").mkdir()
     spec = _sweep_file(env, tmp_path / "sweep")
     root = tmp_path / "several"
+    with workdir_lock.held(str(root / "run2")):
+        processes, logs = _start_group(env, spec, root)
+        assert _ended(processes, logs) == [1] * PROCESSES, "\n".join(log.read_text()[-3000:] for log in logs)
+    assert _last_error(logs[1]).startswith(f"error: {root / 'run2'} is in use by pid {os.getpid()} ")
+    assert _last_error(logs[0]) == "error: another process of this group refused to train (its error line says why); fix that and rerun the same commands"
+    assert not os.path.exists(root / "run0" / "metrics.jsonl")
     processes, logs = _start_group(env, spec, root, fault="epoch_last_step:term:1")
     assert _ended(processes, logs) == [128 + signal.SIGTERM] * PROCESSES, "\n".join(log.read_text()[-3000:] for log in logs)
     assert "stopped: stopped by SIGTERM in stage compressed at step 12" in logs[1].read_text()

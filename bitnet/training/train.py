@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet.errors import ERROR_FILE, ConfigError, DataError, TrainingError
+from bitnet.errors import ERROR_FILE, USER_ERRORS, ConfigError, DataError, TrainingError
 from bitnet.input import augmentation, data
 from bitnet.deploy import summary
 from bitnet.workdir import checkpoints, preemption, provenance, workdir_lock
@@ -77,10 +77,12 @@ def train_runs(
     disk only). A run held elsewhere ends here with no variables, and with an error if it stopped there."""
     here = [holder == jax.process_index() for holder in group.holders(len(configs))]
     with contextlib.ExitStack() as locks:
-        for workdir, held in zip(workdirs, here, strict=True):
-            if held:
-                locks.enter_context(workdir_lock.held(workdir))
-        outcomes = _train_runs(configs, workdirs, here, overwrite, axis)
+        with _refused_together():
+            for workdir, held in zip(workdirs, here, strict=True):
+                if held:
+                    locks.enter_context(workdir_lock.held(workdir))
+            runs, dataset = _checked(configs, workdirs, here, overwrite)
+        outcomes = _train_runs(runs, workdirs, here, dataset, axis)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils  # late: only several processes need it
 
@@ -88,9 +90,24 @@ def train_runs(
     return outcomes
 
 
-def _train_runs(
-    configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], here: Sequence[bool], overwrite: bool, axis: str | None
-) -> list[Outcome]:
+@contextlib.contextmanager
+def _refused_together():
+    """Over several processes, a refusal before training (a busy workdir, a config that does not fit it) stops every
+    process, not only the one whose runs it concerns: the others would wait for it in the first chunk."""
+    try:
+        yield
+    except USER_ERRORS:
+        group.agreed([1])
+        raise
+    if group.agreed([0])[0]:
+        raise TrainingError("another process of this group refused to train (its error line says why); fix that and rerun the same commands")
+
+
+def _checked(
+    configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], here: Sequence[bool], overwrite: bool
+) -> tuple[list[plan.Run], Dataset]:
+    """The resolved runs and their loaded data, once every check passed (before any work); each config.json of this
+    process's runs written."""
     for config in configs:
         configuration.check(config)
     runs = [plan.resolve(config) for config in configs]  # the config resolved once: nothing below reads it
@@ -105,7 +122,6 @@ def _train_runs(
                     check_finished(stage)
     if len({group.group_key(run) for run in runs}) > 1:
         raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
-    plans = [run.stages for run in runs]
     dataset = load_dataset(runs[0].inputs)
     for index in ours:
         run, workdir = runs[index], workdirs[index]
@@ -117,12 +133,18 @@ def _train_runs(
         configuration.write_or_check(runs[index], workdirs[index], overwrite)
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdirs[index], ERROR_FILE))  # of an earlier try
+    return runs, dataset
+
+
+def _train_runs(runs: Sequence[plan.Run], workdirs: Sequence[str], here: Sequence[bool], dataset: Dataset, axis: str | None) -> list[Outcome]:
+    plans = [run.stages for run in runs]
+    ours = [index for index, held in enumerate(here) if held]
     logging.info(
         "data: %d train, %d validation examples, encoding %s (%d inputs)",
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
     )
     _log_summary(plans[0][-1], dataset)
-    size = len(configs)
+    size = len(runs)
     errors: list[str | None] = [None] * size
     variables: list[dict | None] = [None] * size
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
