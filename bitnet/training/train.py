@@ -106,8 +106,8 @@ def _refused_together():
 def _checked(
     configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], here: Sequence[bool], overwrite: bool
 ) -> tuple[list[plan.Run], Dataset]:
-    """The resolved runs and their loaded data, once every check passed (before any work); each config.json of this
-    process's runs written."""
+    """The resolved runs (where the configs are resolved, once: nothing after reads them) and their loaded data, once
+    every check passed (before any work); each config.json of this process's runs written."""
     for config in configs:
         configuration.check(config)
     runs = [plan.resolve(config) for config in configs]  # the config resolved once: nothing below reads it
