@@ -65,7 +65,7 @@ def _without_provenance(meta):
 
 def workdir_digests(workdir: str) -> dict[str, str]:
     """{file or array: hash} of what a run leaves that must not change (timing and provenance aside)."""
-    import orbax.checkpoint as ocp
+    from bitnet.workdir import checkpoints  # late: imports JAX
 
     out: dict[str, str] = {}
     with open(os.path.join(workdir, "metrics.jsonl")) as file:
@@ -84,7 +84,7 @@ def workdir_digests(workdir: str) -> dict[str, str]:
                 with open(os.path.join(path, "metadata")) as file:
                     out[f"{name}/meta"] = _digest(_without_provenance(json.load(file)))
             elif item in ("state", "arrays"):
-                _tree_digests(f"{name}/{item}", ocp.PyTreeCheckpointer().restore(os.path.abspath(path)), out)
+                _tree_digests(f"{name}/{item}", checkpoints.read_arrays(path), out)
     with np.load(os.path.join(workdir, "bitwise.npz")) as model:
         for key in sorted(model.files):
             if key != "meta":

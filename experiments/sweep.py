@@ -24,9 +24,16 @@ group, each trained and evaluated as above by `slurm_task`, requeued when SLURM 
 writes results.md once every task has ended; --collect writes it now from the workdirs as they are. The data
 are prepared here, once, before the submission, so no two tasks prepare the cache at once.
 
+With --slurm_nodes_per_group N each task gets N nodes (one SLURM task on each, G GPUs on each) and trains its group
+over all of them: one process per node, the run axis sharded over every device (experiments.train_group
+--distributed); the first node evaluates and requeues. A failed run's error line is kept in its WORKDIR/error.txt, so
+the collected table shows it as the local one does.
+
     python -m experiments.sweep --sweep S --launcher slurm [--slurm_partition P] [--slurm_time MINUTES]
                                 [--slurm_gpus_per_task G] [--slurm_cpus_per_task C] [--slurm_sbatch account=a,qos=q]
+                                [--slurm_nodes_per_group N]
     python -m experiments.sweep --sweep S --collect
+    python -m experiments.sweep --sweep S --list_groups     # the groups, one line each (to train them by hand)
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from bitnet.runs import children, slurm, sweep
-from bitnet.errors import ERROR_FILE
 from experiments import cli
 
 GROUP_ON_CPU = True  # measured: BENCHMARKS.md, "Runs in one program"
@@ -58,9 +64,11 @@ _EVALUATE = flags.DEFINE_bool("evaluate", True, "Evaluate each run on the test s
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", MAX_GROUP_SIZE, "The most runs in one group (0: no cap).")
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "slurm"], "Run the groups here (local) or submit them as one SLURM job array (slurm).")
 _COLLECT = flags.DEFINE_bool("collect", False, "Only write results.md from the run workdirs as they are (after a SLURM array).")
+_LIST_GROUPS = flags.DEFINE_bool("list_groups", False, "Only print the groups it would train, one line each: the --runs of experiments.train_group.")
 _PARTITION = flags.DEFINE_string("slurm_partition", None, "SLURM partition of the tasks (default: the cluster's).")
 _TIME = flags.DEFINE_integer("slurm_time", 24 * 60, "Each task's SLURM time limit in minutes (a task stopped by it is requeued and resumes).")
-_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per SLURM task (one task trains one group).")
+_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per SLURM task (one task trains one group); per node with --slurm_nodes_per_group.")
+_NODES = flags.DEFINE_integer("slurm_nodes_per_group", 1, "Nodes each group's task gets: the group's runs are sharded over all their devices (jax.distributed).", lower_bound=1)
 _CPUS = flags.DEFINE_integer("slurm_cpus_per_task", 1, "CPUs per SLURM task.")
 _SIGNAL = flags.DEFINE_integer("slurm_signal_seconds", slurm.SIGNAL_SECONDS, "SIGTERM each task this long before its time limit, to save and requeue.")
 _SBATCH = flags.DEFINE_list("slurm_sbatch", [], "Free-form sbatch options key=value (e.g. account=abc,qos=high); they override the others.")
@@ -73,36 +81,39 @@ def _call(launcher: children.Launcher, name: str, command: list[str], logs: list
     return launcher.run(command, logs, env)
 
 
-def _error_file_line(workdir: str) -> str | None:
-    """The one-line error a run that failed in training left in its workdir (bitnet.errors.ERROR_FILE), or None."""
-    path = os.path.join(workdir, ERROR_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return file.read().strip() or None
-
-
 def _training_endings(ending: children.Ending, workdirs: list[str]) -> list[children.Ending]:
     """Each run's ending of its unit's training: in a group whose runs failed alone (each left WORKDIR/error.txt) each
     failed run has its own error line and the others trained; otherwise every run shares the unit's ending."""
-    recorded = [_error_file_line(workdir) for workdir in workdirs]
+    recorded = [sweep.error_line(workdir) for workdir in workdirs]
     if len(workdirs) == 1 or ending.status == 0 or ending.stopped or not any(recorded):
         return [ending] * len(workdirs)
     return [dataclasses.replace(ending, error=line) if line else children.Ending(0) for line in recorded]
 
 
+def _train_command(runs: list[sweep.Run], root: str, base: str, sweep_file: str, distributed: bool) -> list[str]:
+    """The command that trains a unit: a run alone (experiments.train), or a group (experiments.train_group), also a
+    run alone when `distributed` (over the nodes of a SLURM task, each running this command)."""
+    if len(runs) > 1 or distributed:
+        return sweep.group_command(runs, sweep_file, root, distributed)
+    return sweep.commands(runs[0], base, os.path.join(root, runs[0].name))[0]
+
+
 def _run_unit(
-    launcher: children.Launcher, runs: list[sweep.Run], root: str, base: str, sweep_file: str, slots: queue.Queue, evaluate: bool = True
+    launcher: children.Launcher, runs: list[sweep.Run], root: str, base: str, sweep_file: str, slots: queue.Queue, evaluate: bool = True,
+    distributed: bool = False,
 ) -> list[children.Ending]:
-    """Train one run alone, or several as a group, then (`evaluate`) evaluate each that trained: each run's own ending."""
+    """Train one run alone, or several as a group (`distributed`: this being the first node of a SLURM task that trains
+    it over several), then (`evaluate`) evaluate each that trained: each run's own ending, a failed one's error line
+    recorded in its workdir (sweep.record_error) for a table collected later."""
     workdirs = [os.path.join(root, run.name) for run in runs]
     slot = slots.get()
     try:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **slot}  # the children's output reaches run.log as it is printed
         for workdir in workdirs:
             os.makedirs(workdir, exist_ok=True)
+            sweep.record_error(workdir, None)  # an earlier try's: this try's training records its own
         logs = [os.path.join(workdir, "run.log") for workdir in workdirs]
-        train = sweep.group_command(runs, sweep_file, root) if len(runs) > 1 else sweep.commands(runs[0], base, workdirs[0])[0]
+        train = _train_command(runs, root, base, sweep_file, distributed)
         endings = _training_endings(_call(launcher, ",".join(run.name for run in runs), train, logs, env), workdirs)
         for index, (run, workdir, log) in enumerate(zip(runs, workdirs, logs)):
             if endings[index].status == 0 and evaluate:
@@ -110,9 +121,22 @@ def _run_unit(
                 _report_failure(run.name, "evaluation", endings[index], log)
             else:
                 _report_failure(run.name, "training", endings[index], log)
+            if endings[index].status and not endings[index].stopped:
+                sweep.record_error(workdir, endings[index].failure)
         return endings
     finally:
         slots.put(slot)
+
+
+def _train_share(launcher: children.Launcher, runs: list[sweep.Run], root: str, sweep_file: str, node: int) -> None:
+    """Node `node` > 0 of a SLURM task that trains a group over several nodes: the same training command as the first
+    node's (each process trains the runs its devices hold), its output in each run's run.node<N>.log; the first
+    node evaluates, records the errors and requeues."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for run in runs:
+        os.makedirs(os.path.join(root, run.name), exist_ok=True)  # this node may start before the first
+    logs = [os.path.join(root, run.name, f"run.node{node}.log") for run in runs]
+    _call(launcher, ",".join(run.name for run in runs), sweep.group_command(runs, sweep_file, root, distributed=True), logs, env)
 
 
 def _report_failure(name: str, step: str, ending: children.Ending, log: str) -> None:
@@ -142,23 +166,30 @@ def _write_table(root: str, names: list[str], failures: dict[str, str], evaluate
 
 
 def collect(root: str, names: list[str], evaluate: bool) -> list[str]:
-    """Write and print results.md from the workdirs as they are (the SLURM array's dependent job, or --collect), and
-    return the runs that have no result yet."""
-    table = _write_table(root, names, {}, evaluate)
+    """Write and print results.md from the workdirs as they are (the SLURM array's dependent job, or --collect), a
+    failed run with the error line its workdir records, as the local table shows it; return the runs that have no
+    result yet."""
+    table = _write_table(root, names, sweep.recorded_errors(root, names), evaluate)
     print(table)
     print(f"wrote {os.path.join(root, 'results.md')}", flush=True)
     result = "eval.json" if evaluate else "metrics.jsonl"
     return [name for name in names if not os.path.exists(os.path.join(root, name, result))]
 
 
-def slurm_task(runs: list[sweep.Run], root: str, base: str, sweep_file: str, evaluate: bool) -> dict[str, str]:
+def slurm_task(runs: list[sweep.Run], root: str, base: str, sweep_file: str, evaluate: bool, nodes: int = 1) -> dict[str, str]:
     """One task of the SLURM array: train (and evaluate) one group as the local launcher does; on SIGTERM (SLURM's
     warning before the time limit, a scancel, a preemption) pass it on, wait until the runs have saved, and requeue
-    this task. Returns each failed run's error line."""
+    this task. Returns each failed run's error line. With `nodes` > 1 this runs on each node of the task (one SLURM
+    task per node): each trains the group together with the others (experiments.train_group --distributed), the first
+    (SLURM_PROCID 0) also evaluates, records the errors and requeues."""
+    node = int(os.environ.get("SLURM_PROCID", "0"))
     slots: queue.Queue = queue.Queue()
     slots.put({})  # SLURM chose the GPUs this task sees (CUDA_VISIBLE_DEVICES)
     with children.stops_forwarded() as launcher:
-        endings = _run_unit(launcher, runs, root, base, sweep_file, slots, evaluate)
+        if node > 0:
+            _train_share(launcher, runs, root, sweep_file, node)
+            return {}
+        endings = _run_unit(launcher, runs, root, base, sweep_file, slots, evaluate, distributed=nodes > 1)
     if launcher.stop:
         job = os.environ.get("SLURM_JOB_ID", "")
         problem = slurm.requeue(job)
@@ -188,12 +219,15 @@ def _submit(units: list[list[sweep.Run]], root: str, base: str, sweep_path: str,
         cli.fail(f"{root}: its SLURM jobs {live} are still queued or running (squeue); wait for them to end, or scancel them, then submit again")
     cli.run_cleanly(lambda: _prepare_data([run for unit in units for run in unit], base))
     name = os.path.basename(os.path.abspath(root))
-    parameters = cli.run_cleanly(lambda: slurm.executor_parameters(name, _PARTITION.value, _TIME.value, _GPUS.value, _CPUS.value, _SIGNAL.value, _SBATCH.value))
+    parameters = cli.run_cleanly(lambda: slurm.executor_parameters(
+        name, _PARTITION.value, _TIME.value, _GPUS.value, _CPUS.value, _SIGNAL.value, _SBATCH.value, _NODES.value
+    ))
     os.makedirs(root, exist_ok=True)
-    tasks = [(unit, root, base, sweep_path, _EVALUATE.value) for unit in units]
+    tasks = [(unit, root, base, sweep_path, _EVALUATE.value, _NODES.value) for unit in units]
     ids = slurm.submit(root, parameters, slurm_task, tasks, collect, (root, names, _EVALUATE.value))
     logs = os.path.join(root, slurm.LOG_FOLDER)
-    print(f"submitted job array {ids['array']} ({len(units)} tasks, one per group) and job {ids['collect']}, which writes "
+    nodes = f" of {_NODES.value} nodes each" if _NODES.value > 1 else ""
+    print(f"submitted job array {ids['array']} ({len(units)} tasks{nodes}, one per group) and job {ids['collect']}, which writes "
           f"{os.path.join(root, 'results.md')} once they have ended; follow them with squeue -j {ids['array']},{ids['collect']}; "
           f"logs: each run's {root}/<run>/run.log, each task's {logs}/", flush=True)
 
@@ -210,6 +244,9 @@ def main(argv):
     if _COLLECT.value:
         sys.exit(1 if collect(root, [run.name for run in all_runs], _EVALUATE.value) else 0)
     units = _units(runs, spec.base, grouped, _MAX_GROUP_SIZE.value)
+    if _LIST_GROUPS.value:
+        print("\n".join(",".join(run.name for run in unit) for unit in units))
+        return
     if _LAUNCHER.value == "slurm":
         return _submit(units, root, spec.base, sweep_path, [run.name for run in all_runs])
     environments = sweep.unit_environments(_PARALLEL.value, grouped, gpus)

@@ -4,6 +4,12 @@
 
 Each run trains in W/<run> as `experiments.train` would train it alone (rerun to resume); a run that
 fails writes its one-line error to W/<run>/error.txt and the others train on. Exit status 1 if any failed.
+
+With --distributed the group trains over several processes (hosts), its run axis sharded over all their devices
+(bitnet.training.group); run the same command in each. Under SLURM (one task per node) or on a TPU VM slice JAX
+finds the processes itself; elsewhere name them:
+
+    python -m experiments.train_group ... --distributed --coordinator_address HOST0:PORT --num_processes N --process_id I
 """
 
 import os
@@ -21,6 +27,10 @@ _ROOT = flags.DEFINE_string("workdir_root", None, "Parent of the run workdirs.")
 _RUNS = flags.DEFINE_list("runs", None, "The runs (workdir names) of the group.")
 _AXIS = flags.DEFINE_enum("axis", None, list(group.AXES), "How the runs share the program (default: map on the CPU, vmap on accelerators).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a differing config.json in each run's workdir (as experiments.train).")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Train the group over several processes, each running this command (jax.distributed).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --distributed outside SLURM and TPU VMs: host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed outside SLURM and TPU VMs: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed outside SLURM and TPU VMs: this process's number, 0 to N-1.")
 flags.mark_flags_as_required(["sweep", "workdir_root", "runs"])
 
 
@@ -30,6 +40,8 @@ def main(argv):
     runs = cli.run_cleanly(lambda: sweep.select(sweep.expand(spec.runs), _RUNS.value))
     configs = cli.run_cleanly(lambda: [sweep.run_config(spec.base, run) for run in runs])
     workdirs = [os.path.join(_ROOT.value, run.name) for run in runs]
+    if _DISTRIBUTED.value:
+        group.join_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     outcomes = cli.run_cleanly(lambda: train.train_runs(configs, workdirs, overwrite=_OVERWRITE.value, axis=_AXIS.value))
     for run, outcome in zip(runs, outcomes):
         if outcome.error is not None:

@@ -20,7 +20,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from bitnet.training import plan, steps
 from bitnet.workdir import checkpoints
@@ -102,9 +101,7 @@ def saved_steps(workdir, stage, which="latest"):
 def stored_state(workdir, stage, which):
     """The arrays of a stage checkpoint as stored (no config needed), and its step."""
     step = saved_steps(workdir, stage, which)[-1]
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(Path(workdir, "checkpoints", stage, which, str(step), "state").resolve())
-    return step, state
+    return step, checkpoints.read_arrays(str(Path(workdir, "checkpoints", stage, which, str(step), "state")))
 
 
 def lines_without_timing(workdir):

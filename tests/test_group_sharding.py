@@ -10,10 +10,9 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from bitnet.workdir import provenance
+from bitnet.workdir import checkpoints, provenance
 from tests.helpers import REPO, metric_lines
 
 pytestmark = pytest.mark.slow  # end-to-end group runs in child processes (about a minute each): the full tier
@@ -47,7 +46,7 @@ def final_params(workdir, stage):
     """The parameters of a stage's latest checkpoint (its last step), as numpy arrays."""
     path = os.path.join(workdir, "checkpoints", stage, "latest")
     (step,) = os.listdir(path)
-    return jax.tree.map(np.asarray, ocp.PyTreeCheckpointer().restore(os.path.join(path, step, "state"))["params"])
+    return checkpoints.read_arrays(os.path.join(path, step, "state"))["params"]
 
 
 def numbers(workdir):

@@ -84,7 +84,7 @@ BELOW_THE_PLAN = (  # what the pipeline calls once the config is resolved (bitne
     "bitnet.core", "bitnet.input", "bitnet.deploy", "bitnet.workdir",
     "bitnet.training.steps", "bitnet.training.loop", "bitnet.training.group", "bitnet.training.binarized", "bitnet.training.train",
 )
-TAKE_THE_CONFIG = {"bitnet.training.train": {"train_and_evaluate", "train_runs", "_train_runs"}}  # where it is resolved
+TAKE_THE_CONFIG = {"bitnet.training.train": {"train_and_evaluate", "train_runs", "_checked"}}  # where it is resolved
 
 
 def functions_of(module):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -117,6 +118,16 @@ def _units(file_name: str, max_size: int = 0) -> list[list[str]]:
     runs = sweep.expand(spec.runs)
     keys = [group.group_key(plan.resolve(sweep.run_config(spec.base, run))) for run in runs]
     return [[run.name for run in unit] for unit in sweep.groups(runs, keys, max_size)]
+
+
+def test_a_sweep_lists_its_groups_as_the_runs_of_train_group():
+    """--list_groups: one line per group it would train (at most --max_group_size runs), its runs joined by commas."""
+    from tests.helpers import REPO
+
+    command = [sys.executable, "-m", "experiments.sweep", "--sweep=configs/sweep_smoke.py", "--list_groups", "--max_group_size=3"]
+    listed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert listed.stdout.splitlines() == [",".join(unit) for unit in _units("sweep_smoke.py", max_size=3)] == ["seed0,seed1,seed2", "seed3"]
 
 
 def test_groups_of_a_sweep_are_its_compatible_runs_in_order():
@@ -288,7 +299,7 @@ def test_each_run_of_a_group_has_its_own_outcome(tmp_path, monkeypatch, capsys, 
     def stand_in(step, *workdirs):
         return [sys.executable, "-c", STAND_IN, step, failing if step == failing_step else "", *workdirs]
 
-    monkeypatch.setattr(sweep, "group_command", lambda runs, sweep_file, root: stand_in("training", *[os.path.join(root, run.name) for run in runs]))
+    monkeypatch.setattr(sweep, "group_command", lambda runs, sweep_file, root, distributed=False: stand_in("training", *[os.path.join(root, run.name) for run in runs]))
     monkeypatch.setattr(sweep, "commands", lambda run, base, workdir: [stand_in("training", workdir), stand_in("evaluation", workdir)])
     slots = queue.Queue()
     slots.put({})
@@ -299,3 +310,64 @@ def test_each_run_of_a_group_has_its_own_outcome(tmp_path, monkeypatch, capsys, 
     assert "[seed1] evaluation failed" not in output and "[seed1] training failed" not in output
     with open(os.path.join(root, "seed1", "run.log")) as file:
         assert file.read().splitlines()[-1] == "evaluation seed1"  # evaluated, after seed0 failed
+    assert sweep.recorded_errors(root, ["seed0", "seed1"]) == {"seed0": "error: seed0 went wrong"}  # what a collected table shows
+
+
+def test_a_collected_table_shows_a_failed_runs_error_line_as_the_local_table(tmp_path, capsys):
+    """sweep --collect (and a SLURM sweep's collecting job) reads each failed run's error line from its workdir, where
+    the sweep recorded it: the table it writes is the local sweep's, not "missing eval.json"."""
+    from experiments import sweep as sweep_command
+
+    root = str(tmp_path / "sweep_x")
+    names = ["bipolar-seed0", "bipolar-seed1", "diverged", "unfinished"]
+    failures = {"bipolar-seed1": "error: evaluation of W failed | on 3 images", "diverged": "error: compressed: the loss became non-finite at step 7 (epoch 1)"}
+    _write_run(root, "bipolar-seed0", 0, 0.02, segments=[_segment("AMD EPYC")])
+    _write_run(root, "bipolar-seed1", 1, 0.04, segments=[_segment("AMD EPYC")])  # its eval.json is from an earlier try
+    os.makedirs(os.path.join(root, "diverged"))
+    for name, line in failures.items():
+        sweep.record_error(os.path.join(root, name), line)
+    for evaluate, table in ((True, sweep.results_table), (False, sweep.validation_table)):
+        assert sweep_command.collect(root, names, evaluate) == ["diverged", "unfinished"]  # no result yet
+        with open(os.path.join(root, "results.md")) as file:
+            collected = file.read()
+        assert collected == table(root, names, failures), evaluate
+        assert "| diverged | failed: error: compressed: the loss became non-finite at step 7 (epoch 1) |" in collected
+        assert "| diverged | missing eval.json |" not in collected and "| diverged | not trained |" not in collected
+    sweep.record_error(os.path.join(root, "diverged"), None)  # a new try starts
+    assert sweep.recorded_errors(root, names) == {"bipolar-seed1": failures["bipolar-seed1"]}
+    capsys.readouterr()
+
+
+def test_a_group_over_several_nodes_is_one_array_task_of_that_many_nodes(tmp_path, monkeypatch):
+    """--slurm_nodes_per_group N: each task has N nodes, one SLURM task (process) on each; the collecting job one node.
+    The first node trains the group as one of its processes (train_group --distributed) and evaluates; another node
+    only trains its share, with its output in each run's run.node<N>.log (stand-in commands)."""
+    from bitnet.runs import slurm
+    from experiments import sweep as sweep_command
+
+    parameters = slurm.executor_parameters("s", None, 60, 8, 4, 120, nodes=2)
+    assert (parameters["nodes"], parameters["ntasks_per_node"], parameters["gpus_per_task"]) == (2, 1, 8)
+    collecting = slurm.collect_parameters(parameters, "4711")
+    assert collecting["nodes"] == 1 and "gpus_per_task" not in collecting
+    assert slurm.executor_parameters("s", None, 60, 0, 1, 120)["nodes"] == 1
+    assert sweep.group_command(sweep.expand(["seed=0"]), "s.py", "W", distributed=True)[-1] == "--distributed"
+
+    root = str(tmp_path)
+
+    def stand_in(step, distributed=False):
+        return [sys.executable, "-c", f"print({step!r}, {distributed})"]
+
+    monkeypatch.setattr(sweep, "group_command", lambda runs, sweep_file, root, distributed=False: stand_in("training", distributed))
+    monkeypatch.setattr(sweep, "commands", lambda run, base, workdir: [stand_in("training"), stand_in("evaluation")])
+    monkeypatch.setattr(slurm, "requeue", lambda job: pytest.fail("nothing was stopped"))
+    runs = sweep.expand(["seed=0", "seed=1"])
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert sweep_command.slurm_task(runs, root, "base.py", "sweep.py", True, nodes=2) == {}
+    for run in ("seed0", "seed1"):
+        with open(os.path.join(root, run, "run.node1.log")) as file:
+            assert file.read() == "training True\n"
+        assert not os.path.exists(os.path.join(root, run, "run.log"))  # the first node's
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert sweep_command.slurm_task(runs[:1], root, "base.py", "sweep.py", True, nodes=2) == {}
+    with open(os.path.join(root, "seed0", "run.log")) as file:
+        assert file.read() == "training True\nevaluation False\n"  # a run alone, as one of the 2 nodes' processes

@@ -1,7 +1,7 @@
 """A sweep as one SLURM job array (submitit): one array task per run group, then a dependent job that tabulates.
 
 Each task trains and evaluates its group as the local launcher does (experiments.sweep), in the same workdirs, so
-both launchers resume each other's runs. SLURM sends the task SIGTERM `signal_seconds` before its time limit
+both launchers resume each other's runs; a task may have several nodes, over which its group trains as one. SLURM sends the task SIGTERM `signal_seconds` before its time limit
 (`--signal=TERM@N`, to every process of the task's step, the training included) and on a scancel; the task's
 wrapper passes it on as well (bitnet.runs.children), waits until the training has saved, and requeues the task
 (`scontrol requeue`), which resumes when SLURM starts it again. The array's job ids are kept in ROOT/JOB_FILE, so
@@ -22,15 +22,17 @@ SIGNAL_SECONDS = 120
 
 
 def executor_parameters(
-    name: str, partition: str | None, minutes: int, gpus: int, cpus: int, signal_seconds: int, extra: Sequence[str] = ()
+    name: str, partition: str | None, minutes: int, gpus: int, cpus: int, signal_seconds: int, extra: Sequence[str] = (), nodes: int = 1,
 ) -> dict[str, Any]:
     """submitit.SlurmExecutor parameters of a sweep's tasks: `extra` are free-form sbatch options "key=value" (e.g.
     "account=abc", "qos=high"), which override the others. The signal is SIGTERM, the trainer's own stop signal, so
-    the training saves on the signal SLURM sends it as on the one its wrapper passes on."""
+    the training saves on the signal SLURM sends it as on the one its wrapper passes on. A group over `nodes` nodes is
+    one array task of that many nodes, one SLURM task (one process, all its GPUs) on each."""
     extra_options = dict(_option(item) for item in extra)
     parameters = {
         "job_name": name,
         "time": minutes,
+        "nodes": nodes,
         "cpus_per_task": cpus,
         "ntasks_per_node": 1,
         "signal_delay_s": signal_seconds,
@@ -71,10 +73,10 @@ def submit(
 
 
 def collect_parameters(parameters: dict[str, Any], array: str) -> dict[str, Any]:
-    """The collecting job's parameters: the tasks' but without GPUs, requeue or signal, after the array `array`."""
+    """The collecting job's parameters: the tasks' but on one node, without GPUs, requeue or signal, after the array `array`."""
     options = {key: value for key, value in parameters["additional_parameters"].items() if key not in ("requeue", "signal")}
     kept = {key: value for key, value in parameters.items() if key != "gpus_per_task"}
-    return {**kept, "cpus_per_task": 1, "dependency": f"afterany:{array}", "additional_parameters": options}
+    return {**kept, "nodes": 1, "cpus_per_task": 1, "dependency": f"afterany:{array}", "additional_parameters": options}
 
 
 def recorded_jobs(root: str) -> dict[str, str]:

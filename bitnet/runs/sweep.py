@@ -10,6 +10,7 @@ tuple value keeps its commas inside parentheses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +25,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bitnet.deploy import export, summary
+from bitnet.errors import ERROR_FILE
 from bitnet.workdir import provenance
 from bitnet.training import configuration
 from bitnet.runs import registry
@@ -101,10 +103,12 @@ def groups(runs: list[Run], keys: list[Hashable], max_size: int = 0) -> list[lis
     return [members[start : start + size] for members in by_key.values() for start in range(0, len(members), size)]
 
 
-def group_command(runs: list[Run], sweep_file: str, root: str) -> list[str]:
-    """The command line that trains `runs` of a sweep as one group (experiments.train_group)."""
+def group_command(runs: list[Run], sweep_file: str, root: str, distributed: bool = False) -> list[str]:
+    """The command line that trains `runs` of a sweep as one group (experiments.train_group); `distributed`: as one of
+    the processes (nodes) of a group over several, each running this same command."""
     names = ",".join(run.name for run in runs)
-    return [sys.executable, "-m", "experiments.train_group", f"--sweep={sweep_file}", f"--workdir_root={root}", f"--runs={names}"]
+    command = [sys.executable, "-m", "experiments.train_group", f"--sweep={sweep_file}", f"--workdir_root={root}", f"--runs={names}"]
+    return command + (["--distributed"] if distributed else [])
 
 
 def local_gpu_count() -> int:
@@ -153,6 +157,34 @@ def select(runs: list[Run], names: list[str] | None) -> list[Run]:
             f"no sweep run named {unknown}; this sweep's runs are {[run.name for run in runs]}"
         )
     return [run for run in runs if run.name in names]
+
+
+def error_line(workdir: str) -> str | None:
+    """The error line of a run's last try, if it failed (WORKDIR/error.txt: written by training for a run that failed
+    while its group trained on, and by the sweep for any failed training or evaluation), else None."""
+    path = os.path.join(workdir, ERROR_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return file.read().strip() or None
+
+
+def record_error(workdir: str, line: str | None) -> None:
+    """Keep `line` as the error of the run's try (None: it has none yet, at a try's start), so a table collected later
+    from the workdirs (a SLURM sweep's) shows the line the sweep saw."""
+    path = os.path.join(workdir, ERROR_FILE)
+    if line is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    with open(path + ".tmp", "w") as file:
+        file.write(line + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def recorded_errors(root: str, names: list[str]) -> dict[str, str]:
+    """Each run's recorded error line (`record_error`), by run name, for the runs that have one."""
+    return {name: line for name in names if (line := error_line(os.path.join(root, name))) is not None}
 
 
 def _read_json(path: str) -> dict | None:

@@ -21,12 +21,20 @@ each runs the chunk above (vmap or map) on its own runs only (`jax.shard_map`: n
 between devices inside a chunk). So a run's operations are those of the single-device group on a
 smaller batch of runs: with map, bit for bit as on one device. A group of K runs uses min(K, D)
 of the D devices, its run axis padded to a multiple of that with inactive copies of the first run
-(`spread`), which are never read back (`gather`). With one device nothing is sharded or padded.
+(`spread`), which are never read back (`held_runs`). With one device nothing is sharded or padded.
+
+Over several processes (jax.distributed: hosts, each with its devices) the mesh is every device of
+every process, so each process takes part in every chunk; each builds the arrays of its own
+devices (`place`: every process loads the data itself, and states of runs it does not hold are
+stand-ins of the right shape, never placed), reads back only the runs its devices hold (`holders`)
+and writes only their workdirs. The processes agree, at a few points, on what decides the
+program they run (`agreed`: a stop, the runs that stopped, the chunk size).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -106,15 +114,51 @@ def unstack(tree: Any) -> list[Any]:
 
 def run_mesh(num_runs: int) -> Mesh | None:
     """The mesh a group of `num_runs` runs is sharded over: min(K, D) of the D visible devices, on
-    the axis RUNS; None with one (nothing to shard, so a single device runs exactly the unsharded program)."""
-    devices = jax.devices()[:num_runs]
+    the axis RUNS; None with one (nothing to shard, so a single device runs exactly the unsharded program).
+    Over several processes every device of every process (each process must take part in every chunk)."""
+    devices = jax.devices() if jax.process_count() > 1 else jax.devices()[:num_runs]
     return Mesh(np.array(devices), (RUNS,)) if len(devices) > 1 else None
+
+
+def join_processes(coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+    """Make this process one of the processes of a group over several hosts (`jax.distributed.initialize`, before
+    anything touches a device): from SLURM's or a TPU VM's environment, or the arguments where none says them.
+    A process uses every GPU it sees (JAX's default under SLURM is one process per GPU; here one per node)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    local = list(range(len(visible.split(",")))) if visible and "JAX_LOCAL_DEVICE_IDS" not in os.environ else None
+    jax.distributed.initialize(coordinator_address, num_processes, process_id, local_device_ids=local)
+
+
+def holders(num_runs: int) -> list[int]:
+    """The process whose devices hold each run of a group of `num_runs` (the only one that reads it back and writes
+    its workdir): this one for all, unless there are several."""
+    mesh = run_mesh(num_runs)
+    if mesh is None:
+        return [jax.process_index()] * num_runs
+    per_device = padded_size(num_runs, mesh) // mesh.size
+    return [mesh.devices.flat[run // per_device].process_index for run in range(num_runs)]
+
+
+def agreed(values: Sequence[int]) -> list[int]:
+    """The largest of each value over the processes (a flag set on any process is set): what decides the program
+    every process runs, known to all; the values themselves with one process."""
+    if jax.process_count() == 1:
+        return list(values)
+    from jax.experimental import multihost_utils  # late: only several processes need it
+
+    return [int(value) for value in np.max(multihost_utils.process_allgather(np.asarray(values, np.int32)), axis=0)]
 
 
 def padded_size(num_runs: int, mesh: Mesh | None) -> int:
     """The run axis's length on `mesh`: `num_runs` rounded up to a multiple of its devices (an even split)."""
     devices = 1 if mesh is None else mesh.size
     return -(-num_runs // devices) * devices
+
+
+def place(tree: Any, sharding: NamedSharding) -> Any:
+    """`tree` as global arrays with `sharding`, each process placing the parts its devices hold from its own copy
+    (the others' parts of it are never read: stand-ins are fine there, and no process waits for another)."""
+    return jax.tree.map(lambda leaf: jax.make_array_from_callback(leaf.shape, sharding, lambda index: leaf[index]), tree)
 
 
 def spread(stacked: Any, mesh: Mesh | None, filler: Any = None) -> Any:
@@ -126,7 +170,7 @@ def spread(stacked: Any, mesh: Mesh | None, filler: Any = None) -> Any:
     missing = padded_size(len(leaves[0]), mesh) - len(leaves[0])
     fill = jax.tree.map(lambda leaf: leaf[:1], stacked) if filler is None else stack([filler])
     padded = jax.tree.map(lambda leaf, one: jnp.concatenate([leaf] + [one] * missing), stacked, fill)
-    return jax.device_put(padded, NamedSharding(mesh, PartitionSpec(RUNS)))
+    return place(padded, NamedSharding(mesh, PartitionSpec(RUNS)))
 
 
 def spread_mask(active: Sequence[bool], mesh: Mesh | None) -> jax.Array:
@@ -137,15 +181,23 @@ def spread_mask(active: Sequence[bool], mesh: Mesh | None) -> jax.Array:
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """A tree every run reads (the training data) on each device of `mesh`, once, not at every chunk; unchanged
     without a mesh."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return tree if mesh is None else place(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def gather(stacked: Any, num_runs: int, mesh: Mesh | None) -> Any:
-    """The first `num_runs` runs (not the padding) of a stacked tree, on the mesh's first device, where a run's
-    evaluation and checkpoints happen as on one device; unchanged without a mesh."""
+def held_runs(stacked: Any, num_runs: int, mesh: Mesh | None) -> dict[int, Any]:
+    """The runs (not the padding) of a stacked tree that this process's devices hold, by index, each on this
+    process's first device, where its evaluation and checkpoints happen as on one device; all runs without a mesh."""
     if mesh is None:
-        return stacked
-    return jax.tree.map(lambda leaf: leaf[:num_runs], jax.device_put(stacked, mesh.devices.flat[0]))
+        return dict(enumerate(unstack(stacked)))
+    leaves, structure = jax.tree.flatten(stacked)
+    rows: dict[int, list] = {}
+    for number, leaf in enumerate(leaves):
+        for shard in leaf.addressable_shards:
+            start = shard.index[0].start or 0
+            for row in range(min(shard.data.shape[0], num_runs - start)):
+                rows.setdefault(start + row, [None] * len(leaves))[number] = shard.data[row]
+    home = jax.local_devices()[0]
+    return {run: jax.device_put(jax.tree.unflatten(structure, rows[run]), home) for run in sorted(rows)}
 
 
 def check_compatible(stages: Sequence[Stage]) -> None:

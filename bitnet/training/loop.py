@@ -13,6 +13,11 @@ validation (a new lowest validation error is saved as best at once) and every
 `checkpoint_every_epochs` (or `checkpoint_every_seconds`) the latest state; the last epoch does
 all three, for each run. SIGTERM saves the latest state of every run at the end of the running
 chunk and raises `preemption.Preempted`. A run whose loss becomes non-finite stops alone.
+
+A group over several processes (jax.distributed) runs this loop in each: every process takes the
+same decisions (`bitnet.training.group.agreed` after each chunk: a stop asked of any of them, the
+chunk size; at an epoch's end: the runs that stopped), so all run the same chunks, while each
+evaluates, checkpoints and writes the metrics of the runs it holds only.
 """
 
 from __future__ import annotations
@@ -81,11 +86,14 @@ class Pace:
 
 def run_stage(
     stages: Sequence[Stage], workdirs: Sequence[str], dataset: Dataset, inits: Sequence[dict | None],
-    writers: Sequence[MetricWriter], axis: str | None = None,
-) -> list[dict | str]:
+    writers: Sequence[MetricWriter | None], axis: str | None = None, stopped: Sequence[str | None] = (),
+) -> list[dict | str | None]:
     """Train one stage of K >= 1 runs to the end, each resuming from its own latest checkpoint; per run its best
-    model variables, or the one-line error that stopped it (a diverging run stops alone, the others train on).
+    model variables, or the one-line error that stopped it (a diverging run stops alone, the others train on), or
+    None for a run another process holds (bitnet.training.group.holders; its writer is None here).
 
+    `stopped`: the error of each run that stopped in an earlier stage (None for the others): it keeps its place in
+    the group, inactive, so every run stays on the devices, and the process, that hold it from the first stage on.
     Runs that are behind the others after a resume (a kill between two runs' saves) train alone until they
     reach them, so every run follows its uninterrupted data order and keys.
     """
@@ -93,27 +101,31 @@ def run_stage(
     num_train = int(dataset.train_labels.shape[0])
     steps_per_epoch = num_train // stage.batch_size
     total_steps = stage.epochs * steps_per_epoch
+    here = [holder == jax.process_index() for holder in group.holders(size)]
+    results: list[dict | str | None] = list(stopped) or [None] * size
     models = [steps.make_model(run) for run in stages]
     schedules = [steps.make_schedule(run, steps_per_epoch) for run in stages]
     optimizers = [steps.make_optimizer(run, schedule) for run, schedule in zip(stages, schedules)]
     keys = [steps.stage_key(run) for run in stages]
-    states, best, first = [], [], []
-    for run, workdir, writer, model, optimizer, key, init in zip(stages, workdirs, writers, models, optimizers, keys, inits, strict=True):
-        state = steps.init_state(model, optimizer, key, dataset.train_inputs[:1], init)
-        state, best_error = resume(run, workdir, state, writer, steps_per_epoch)
-        states.append(state), best.append(best_error), first.append(int(state["step"]))
+    states, best = [], []
+    for index, (run, workdir, writer, model, optimizer, key, init) in enumerate(zip(stages, workdirs, writers, models, optimizers, keys, inits, strict=True)):
+        state, best_error = steps.init_state(model, optimizer, key, dataset.train_inputs[:1], init), math.inf  # a stand-in unless held here
+        if here[index] and results[index] is None:
+            state, best_error = resume(run, workdir, state, writer, steps_per_epoch)
+        states.append(state), best.append(best_error)
+    first = group.agreed([int(state["step"]) for state in states])  # the step a run held elsewhere resumed at
     predicts: dict[float, Callable] = {}  # one compiled prediction per lambda: it is all a prediction depends on besides shapes
-    pace = Pace(min(first), total_steps)
+    pace = Pace(min(step for step, result in zip(first, results) if result is None), total_steps)
     extra = {"group_size": size} if size > 1 else {}
     labels = [f"[{os.path.basename(workdir)}] " if size > 1 else "" for workdir in workdirs]
     ends = [
         EpochEnd(run, workdir, writer, dataset, predicts.setdefault(run.hyper.sparsity, steps.make_predict(model)), schedule,
-                 steps_per_epoch, first_step, pace, extra, label)
-        for run, workdir, writer, model, schedule, first_step, label in zip(stages, workdirs, writers, models, schedules, first, labels)
+                 steps_per_epoch, first_step, pace, extra, label) if held else None
+        for run, workdir, writer, model, schedule, first_step, label, held in zip(stages, workdirs, writers, models, schedules, first, labels, here)
     ]
     augment = steps.make_augment(stage, dataset.encoding, dataset.input_size)
-    program = _Alone(stage, models[0], optimizers[0], augment, keys[0], dataset) if size == 1 else _Group(stages, steps_per_epoch, augment, keys, dataset, axis)
-    results: list[dict | str | None] = [None] * size
+    alone = size == 1 and jax.process_count() == 1
+    program = _Alone(stage, models[0], optimizers[0], augment, keys[0], dataset) if alone else _Group(stages, steps_per_epoch, augment, keys, dataset, axis)
     saved_at = [time.time()] * size
     held = program.hold(states)
     position = list(first)
@@ -126,23 +138,25 @@ def run_stage(
         epoch_end_step = epoch * steps_per_epoch
         target = min([epoch_end_step] + [position[run] for run in live if position[run] > low])
         active = [run in live and position[run] == low for run in range(size)]
+        ours = [run for run in range(size) if active[run] and here[run]]
         orders = [data.batch_indices(run.seed, epoch, num_train, run.batch_size) for run in stages]
         segment = program.segment(active, orders)
         epoch_start = time.time()
         while low < target:
             count, chunk_start = min(pace.chunk_steps, target - low), time.time()
-            held = program.train(held, segment, low - (epoch - 1) * steps_per_epoch, count)
-            low = program.step_of(held, active.index(True))  # waits for the chunk
+            held = jax.block_until_ready(program.train(held, segment, low - (epoch - 1) * steps_per_epoch, count))
+            low += count
             pace.measured(count, time.time() - chunk_start)
             if low == epoch_end_step:
                 faults.point("epoch_last_step")  # test-only: a SIGTERM landing on an epoch's last step
-            if low < epoch_end_step and preemption.requested():  # after an epoch's last step: finish the epoch first
+            stop, fewest = group.agreed([bool(preemption.requested()), -pace.chunk_steps])  # one program: one chunk size
+            pace.chunk_steps = -fewest
+            if low < epoch_end_step and stop:  # after an epoch's last step: finish the epoch first
                 per_run = program.release(held)
-                for run in range(size):
-                    if active[run]:
-                        with _stopping(results, run):
-                            save_stopped(stages[run], workdirs[run], per_run[run], epoch, best[run])
-                raise preempted(workdirs[0], stage, low)
+                for run in ours:
+                    with _stopping(results, run):
+                        save_stopped(stages[run], workdirs[run], per_run[run], epoch, best[run])
+                raise preempted(workdirs[ours[0] if ours else 0], stage, low)
             if low < epoch_end_step and pace.log_due():  # long epochs: progress within seconds
                 logging.info("%s epoch %d/%d  step %d/%d  ETA %s", stage.name, epoch, stage.epochs,
                              low - (epoch - 1) * steps_per_epoch, steps_per_epoch, pace.eta(low))
@@ -152,18 +166,22 @@ def run_stage(
             continue  # caught up with a run that stopped mid-epoch: on together
         seconds = time.time() - epoch_start
         per_run = program.release(held)
-        for run in range(size):
-            if active[run]:
-                with _stopping(results, run):
-                    per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
+        for run in ours:
+            with _stopping(results, run):
+                per_run[run], best[run], saved_at[run] = ends[run](per_run[run], epoch, seconds, best[run], saved_at[run])
+        *ended, stop = group.agreed([result is not None for result in results] + [bool(preemption.requested())])
+        results = [STOPPED_ELSEWHERE if result is None and end else result for result, end in zip(results, ended)]
         held = program.hold(per_run)
-        if preemption.requested():  # it may have come after a run's epoch end chose not to save its latest state
-            for run in range(size):
-                if active[run] and results[run] is None:
+        if stop:  # it may have come after a run's epoch end chose not to save its latest state
+            for run in ours:
+                if results[run] is None:
                     save_stopped(stages[run], workdirs[run], per_run[run], epoch + 1, best[run])  # (nothing to do if it did)
-            raise preempted(workdirs[0], stage, low)
-    return [result if result is not None else stage_variables(run, workdir, dataset.input_size)
-            for result, run, workdir in zip(results, stages, workdirs)]
+            raise preempted(workdirs[ours[0] if ours else 0], stage, low)
+    return [result if result is not None or not held else stage_variables(run, workdir, dataset.input_size)
+            for result, run, workdir, held in zip(results, stages, workdirs, here)]
+
+
+STOPPED_ELSEWHERE = "stopped on the process that holds it; its error is in its workdir's error.txt"
 
 
 def resume(stage: Stage, workdir: str, state: steps.TrainState, writer: MetricWriter, steps_per_epoch: int) -> tuple[steps.TrainState, float]:
@@ -276,7 +294,7 @@ def _check_finite(workdir: str, stage: Stage, epoch: int, totals: dict) -> None:
 
 def preempted(workdir: str, stage: Stage, step: int) -> preemption.Preempted:
     return preemption.Preempted(
-        f"stopped by {preemption.requested()} in stage {stage.name} at step {step}; "
+        f"stopped by {preemption.requested() or 'a stop of another process of its group'} in stage {stage.name} at step {step}; "
         f"checkpoint saved in {checkpoints.stage_dir(workdir, stage.name, 'latest')}; rerun the same command to resume"
     )
 
@@ -299,9 +317,6 @@ class _Alone:
     def release(self, held: steps.TrainState) -> list:
         return [held]
 
-    def step_of(self, held: steps.TrainState, run: int) -> int:
-        return int(held["step"])
-
     def segment(self, active: list[bool], orders: list) -> jax.Array:
         return jnp.asarray(orders[0])
 
@@ -310,8 +325,9 @@ class _Alone:
 
 
 class _Group:
-    """How K > 1 runs train: stacked on a run axis in one compiled chunk (bitnet.training.group), sharded over the
-    visible devices; gathered to the first device at an epoch's end or a stop."""
+    """How K > 1 runs train (or any number over several processes): stacked on a run axis in one compiled chunk
+    (bitnet.training.group), sharded over the visible devices; at an epoch's end or a stop each process reads back
+    the runs it holds, on its first device (None for the others)."""
 
     def __init__(self, stages: Sequence[Stage], steps_per_epoch: int, augment, keys: list, dataset: Dataset, axis: str | None):
         self.size, self.mesh = len(stages), group.run_mesh(len(stages))
@@ -319,15 +335,18 @@ class _Group:
         self.values = group.spread(group.per_run_values(stages, dataset.input_size), self.mesh)
         self.keys = group.spread(jnp.stack(keys), self.mesh)
         self.inputs, self.labels = group.replicate((dataset.train_inputs, dataset.train_labels), self.mesh)
+        self.elsewhere = [holder != jax.process_index() for holder in group.holders(self.size)]
+        self.stand_ins: dict = {}
 
     def hold(self, states: list):
-        return group.spread(group.stack(states), self.mesh)
+        """The stacked states on the mesh; a run held by another process (None once released) keeps its first stand-in,
+        which only gives the stack its shape (its part is never placed here)."""
+        self.stand_ins = self.stand_ins or {run: state for run, state in enumerate(states) if self.elsewhere[run]}
+        return group.spread(group.stack([self.stand_ins[run] if self.elsewhere[run] else state for run, state in enumerate(states)]), self.mesh)
 
     def release(self, held) -> list:
-        return group.unstack(group.gather(held, self.size, self.mesh))
-
-    def step_of(self, held, run: int) -> int:
-        return int(held["step"][run])
+        ours = group.held_runs(held, self.size, self.mesh)
+        return [ours.get(run) for run in range(self.size)]
 
     def segment(self, active: list[bool], orders: list) -> tuple:
         return group.spread_mask(active, self.mesh), group.spread(jnp.stack([jnp.asarray(order) for order in orders]), self.mesh)

@@ -16,8 +16,14 @@ A run alone compiles the single run's chunk (no run axis). K runs that differ on
 `bitnet.training.group.TRACED` numbers train as one compiled chunk; each metrics line then says the
 group's size (`group_size`, its epoch_seconds the group's wall time, shared by K runs) and each
 run's provenance segment names the group ("group"). A run whose loss becomes non-finite stops alone:
-its one-line error goes to WORKDIR/error.txt, it trains no later stage and gets no binarized model;
-the others train on. `train_and_evaluate` raises that error as a TrainingError.
+its one-line error goes to WORKDIR/error.txt, it trains no later stage (it keeps its place in the
+group, inactive) and gets no binarized model; the others train on. `train_and_evaluate` raises that
+error as a TrainingError.
+
+A group over several processes (hosts, jax.distributed.initialize before this is called) is the same
+call in every process: the run axis is sharded over all their devices, and each run's workdir
+(config.json, metrics, checkpoints, provenance, lock, binarized model) is written by the one process
+whose devices hold it, its provenance segment naming that process ("group": {"process": ...}).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
 from typing import Sequence
 
 import jax
@@ -32,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from bitnet.errors import ERROR_FILE, ConfigError, DataError, TrainingError
+from bitnet.errors import ERROR_FILE, USER_ERRORS, ConfigError, DataError, TrainingError
 from bitnet.input import augmentation, data
 from bitnet.deploy import summary
 from bitnet.workdir import checkpoints, preemption, provenance, workdir_lock
@@ -61,20 +68,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, overwrit
 def train_runs(
     configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], overwrite: bool = False, axis: str | None = None,
 ) -> list[Outcome]:
-    """Train the runs `configs` in `workdirs` (resuming) as one group, holding every workdir's lock; one Outcome per
-    run. `overwrite`: replace a differing config.json (checkpoints stay and must fit); `axis`: how K > 1 runs share
-    the program (bitnet.training.group.AXES; default by platform)."""
+    """Train the runs `configs` in `workdirs` (resuming) as one group, holding the lock of every workdir this process
+    writes; one Outcome per run. `overwrite`: replace a differing config.json (checkpoints stay and must fit); `axis`:
+    how K > 1 runs share the program (bitnet.training.group.AXES; default by platform).
+
+    Over several processes (jax.distributed) every process calls this with the same runs; each writes the workdirs
+    of the runs its devices hold (bitnet.training.group.holders) and none reads the others' (they may be on its
+    disk only). A run held elsewhere ends here with no variables, and with an error if it stopped there."""
+    here = [holder == jax.process_index() for holder in group.holders(len(configs))]
     with contextlib.ExitStack() as locks:
-        for workdir in workdirs:
-            locks.enter_context(workdir_lock.held(workdir))
-        return _train_runs(configs, workdirs, overwrite, axis)
+        with _refused_together():
+            for workdir, held in zip(workdirs, here, strict=True):
+                if held:
+                    locks.enter_context(workdir_lock.held(workdir))
+            runs, dataset = _checked(configs, workdirs, here, overwrite)
+        outcomes = _train_runs(runs, workdirs, here, dataset, axis)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # late: only several processes need it
+
+        multihost_utils.sync_global_devices("bitnet: every run's workdir written and unlocked")  # before any process goes on to evaluate
+    return outcomes
 
 
-def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], overwrite: bool, axis: str | None) -> list[Outcome]:
+@contextlib.contextmanager
+def _refused_together():
+    """Over several processes, a refusal before training (a busy workdir, a config that does not fit it) stops every
+    process, not only the one whose runs it concerns: the others would wait for it in the first chunk."""
+    try:
+        yield
+    except USER_ERRORS:
+        group.agreed([1])
+        raise
+    if group.agreed([0])[0]:
+        raise TrainingError("another process of this group refused to train (its error line says why); fix that and rerun the same commands")
+
+
+def _checked(
+    configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], here: Sequence[bool], overwrite: bool
+) -> tuple[list[plan.Run], Dataset]:
+    """The resolved runs (where the configs are resolved, once: nothing after reads them) and their loaded data, once
+    every check passed (before any work); each config.json of this process's runs written."""
     for config in configs:
         configuration.check(config)
     runs = [plan.resolve(config) for config in configs]  # the config resolved once: nothing below reads it
-    for run, workdir in zip(runs, workdirs, strict=True):
+    ours = [index for index, held in enumerate(here) if held]
+    for index in ours:
+        run, workdir = runs[index], workdirs[index]
         configuration.check_workdir(run.record, workdir, overwrite)  # refuse before any work; write once the data fits
         configuration.stage1_workdir(run.record, workdir)  # a shared stage 1 must fit this config
         for stage in run.stages:
@@ -83,53 +122,62 @@ def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
                     check_finished(stage)
     if len({group.group_key(run) for run in runs}) > 1:
         raise ConfigError(f"{list(workdirs)} cannot train as one group: they differ in more than seed, learning rate, dropout and lambda")
-    plans = [run.stages for run in runs]
     dataset = load_dataset(runs[0].inputs)
-    for run, workdir in zip(runs, workdirs):
+    for index in ours:
+        run, workdir = runs[index], workdirs[index]
         check_fits_data(run.stages, dataset)
         if not overwrite or configuration.kept_stages(run, workdir):  # an overwrite keeping no stage starts afresh
             check_same_data(workdir, dataset.identity, RETRAIN)
-    for run, workdir in zip(runs, workdirs):
-        os.makedirs(workdir, exist_ok=True)
-        configuration.write_or_check(run, workdir, overwrite)
+    for index in ours:
+        os.makedirs(workdirs[index], exist_ok=True)
+        configuration.write_or_check(runs[index], workdirs[index], overwrite)
         with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(workdir, ERROR_FILE))  # of an earlier try
+            os.remove(os.path.join(workdirs[index], ERROR_FILE))  # of an earlier try
+    return runs, dataset
+
+
+def _train_runs(runs: Sequence[plan.Run], workdirs: Sequence[str], here: Sequence[bool], dataset: Dataset, axis: str | None) -> list[Outcome]:
+    plans = [run.stages for run in runs]
+    ours = [index for index, held in enumerate(here) if held]
     logging.info(
         "data: %d train, %d validation examples, encoding %s (%d inputs)",
         dataset.train_labels.shape[0], dataset.validation_labels.shape[0], dataset.encoding.name, dataset.input_size,
     )
     _log_summary(plans[0][-1], dataset)
-    size = len(configs)
+    size = len(runs)
     errors: list[str | None] = [None] * size
     variables: list[dict | None] = [None] * size
     with preemption.stop_on_sigterm(), contextlib.ExitStack() as exits:
-        facts = {} if size == 1 else {"group": _group_facts(workdirs)}
-        endings = [exits.enter_context(provenance.segment(workdir, data=dataset.identity, **facts)) for workdir in workdirs]
-        writers = [exits.enter_context(contextlib.closing(MetricWriter(workdir))) for workdir in workdirs]
+        facts = _group_facts(workdirs)
+        endings = {index: exits.enter_context(provenance.segment(workdirs[index], data=dataset.identity, **facts)) for index in ours}
+        writers = {index: exits.enter_context(contextlib.closing(MetricWriter(workdirs[index]))) for index in ours}
         for index in range(len(plans[0])):
-            live = [run for run in range(size) if errors[run] is None]
-            if not live:
+            if all(error is not None for error in errors):
                 break
-            stages = [plans[run][index] for run in live]
+            stages = [stages_of_run[index] for stages_of_run in plans]
             if stages[0].start == plan.FINISHED:
-                for run, stage in zip(live, stages):
-                    variables[run] = finished_variables(stage, dataset.input_size, dataset.identity)
-                    logging.info("%s: using the finished stage of %s", stage.name, stage.source_workdir)
+                for run in ours:
+                    if errors[run] is None:
+                        variables[run] = finished_variables(stages[run], dataset.input_size, dataset.identity)
+                        logging.info("%s: using the finished stage of %s", stages[run].name, stages[run].source_workdir)
                 continue
-            inits = [variables[run] if stage.start == plan.PREVIOUS else None for run, stage in zip(live, stages)]
-            results = loop.run_stage(stages, [workdirs[run] for run in live], dataset, inits, [writers[run] for run in live], axis)
-            for run, result in zip(live, results):
+            inits = [variables[run] if stage.start == plan.PREVIOUS else None for run, stage in enumerate(stages)]
+            results = loop.run_stage(stages, workdirs, dataset, inits, [writers.get(run) for run in range(size)], axis, errors)
+            for run, result in enumerate(results):
+                if errors[run] is not None:
+                    continue  # stopped in an earlier stage; it kept its place, inactive
                 if isinstance(result, str):
                     errors[run] = result
-                    endings[run].update(status="error", error=result)
-                    _write_text(os.path.join(workdirs[run], ERROR_FILE), f"error: {result}\n")
-                    if size > 1:  # alone, the caller reports it
-                        logging.error("%s: %s", workdirs[run], result)
+                    if run in endings:
+                        endings[run].update(status="error", error=result)
+                        _write_text(os.path.join(workdirs[run], ERROR_FILE), f"error: {result}\n")
+                        if size > 1:  # alone, the caller reports it
+                            logging.error("%s: %s", workdirs[run], result)
                 else:
                     variables[run] = result
-        for run, stages in enumerate(plans):
+        for run in ours:
             if errors[run] is None:
-                save_binarized(stages, variables[run], workdirs[run], dataset)
+                save_binarized(plans[run], variables[run], workdirs[run], dataset)
     if size == 1:
         logging.info("training done: %s", workdirs[0])
     else:
@@ -138,9 +186,15 @@ def _train_runs(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
 
 
 def _group_facts(workdirs: Sequence[str]) -> dict:
-    """The provenance of a group: its runs, its size and the devices its run axis is sharded over."""
+    """The provenance segment's fields of a group ({} for a run alone): its runs, its size and the devices its run
+    axis is sharded over, and over several processes which one wrote this segment (the one holding the run)."""
+    if len(workdirs) == 1 and jax.process_count() == 1:
+        return {}
     mesh = group.run_mesh(len(workdirs))
-    return {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
+    facts = {"runs": [os.path.abspath(workdir) for workdir in workdirs], "size": len(workdirs), "devices": 1 if mesh is None else mesh.size}
+    if jax.process_count() > 1:
+        facts["process"] = {"index": jax.process_index(), "count": jax.process_count(), "host": socket.gethostname()}
+    return {"group": facts}
 
 
 RETRAIN = "train in a new workdir"  # the way out when a run's workdir was trained on other data
