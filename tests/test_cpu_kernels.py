@@ -35,6 +35,7 @@ def test_column_tiles_cover_every_neuron_and_fit_the_cache(n_out, words):
     assert tile % inference.VECTOR_LANES == 0 and tile <= inference.MAX_TILE
     assert tiles * tile >= n_out > (tiles - 1) * tile  # no tile of padding alone
     assert tile * words * 4 <= inference.TILE_BYTES or tile == inference.VECTOR_LANES
+    assert inference.column_tile(n_out, words, tiled=False) == (1, tile * tiles) or tiles > 1 or (4 * tile) % 4096 == 0
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def small_tiles(monkeypatch):
     """Tiles of 16 neurons, so small layers run several (compiled anew: the tile size is read when tracing)."""
     jax.clear_caches()
     monkeypatch.setattr(inference, "TILE_BYTES", 64)
+    monkeypatch.setattr(inference, "TILE_MIN_ROWS", 1)
     yield
     jax.clear_caches()
 

@@ -51,6 +51,8 @@ from bitnet.deploy import backends, packing
 VECTOR_LANES = 16  # uint32 lanes of a 512-bit vector register
 TILE_BYTES = 32 * 1024  # one column-kernel tile of sign words: an L1 data cache (32-48 KiB on x86 cores)
 MAX_TILE = 512  # neurons: a tile's rows of words stay under 4 KiB apart (rows 4 KiB apart share L1 sets)
+TILE_MIN_ROWS = 256  # rows per chunk from which the column kernel runs tiles (fewer: one tile of the whole layer,
+# measured faster at batch 100, where a tile's loop step had too few rows to pay for itself)
 ROW_KERNEL_MAX_BATCH = 8  # up to this batch the row kernel is faster (no transposes to amortize)
 MAX_CHUNK = 1024  # rows per step of a large batch: [rows, neurons] temporaries of ~4 MB stay in cache
 # 512-bit vectors for the popcount loops (XLA CPU defaults to 256 bits); other backends ignore it.
@@ -149,9 +151,13 @@ class KernelLayer:
     columns: bool = flax.struct.field(pytree_node=False)
 
 
-def column_tile(n_out: int, words: int) -> tuple[int, int]:
+def column_tile(n_out: int, words: int, tiled: bool = True) -> tuple[int, int]:
     """(tiles, neurons per tile) of the column kernel: tiles of whole vectors whose sign words
-    ([words, tile] uint32) fit in TILE_BYTES, as even as possible, at most MAX_TILE neurons."""
+    ([words, tile] uint32) fit in TILE_BYTES, as even as possible, at most MAX_TILE neurons; not
+    `tiled`, one tile of the whole layer, never a multiple of 4 KiB per row of words."""
+    if not tiled:
+        width = -(-n_out // VECTOR_LANES) * VECTOR_LANES
+        return 1, width + VECTOR_LANES if (4 * width) % 4096 == 0 else width
     most = max(VECTOR_LANES, min(MAX_TILE, TILE_BYTES // (4 * words)) // VECTOR_LANES * VECTOR_LANES)
     tiles = -(-n_out // most)
     return tiles, -(-n_out // (tiles * VECTOR_LANES)) * VECTOR_LANES
@@ -163,21 +169,26 @@ def _tiled(plane: jax.Array, tiles: int, tile: int) -> jax.Array:
     return jnp.pad(words, ((0, 0), (0, tiles * tile - plane.shape[0]))).reshape(words.shape[0], tiles, tile).transpose(1, 0, 2)
 
 
-def kernel_layer(layer: PackedLayer, input_bits: str, columns: bool) -> KernelLayer:
-    """`layer`, seeing `input_bits` values, prepared for the column or the row kernel."""
+def use_tiles(rows: int) -> bool:
+    """Whether the column kernel cuts layers into tiles for chunks of this many rows."""
+    return rows >= TILE_MIN_ROWS
+
+
+def kernel_layer(layer: PackedLayer, input_bits: str, columns: bool, tiled: bool = True) -> KernelLayer:
+    """`layer`, seeing `input_bits` values, prepared for the column (in tiles or not) or the row kernel."""
     offset = layer.bias if input_bits == "binary" else layer.bias + (layer.n_in if layer.dense else layer.nonzeros)
     sign, mask, offset = jnp.asarray(layer.sign), jnp.asarray(layer.mask), jnp.asarray(offset, jnp.int32)
     if columns:
-        tiles, tile = column_tile(layer.n_out, sign.shape[1])
+        tiles, tile = column_tile(layer.n_out, sign.shape[1], tiled)
         sign, mask = _tiled(sign, tiles, tile), _tiled(mask, tiles, tile)
         offset = jnp.pad(offset, (0, tiles * tile - layer.n_out)).reshape(tiles, tile)
     return KernelLayer(sign, mask, offset, layer.polarity, layer.threshold, layer.n_out, input_bits, layer.dense, columns)
 
 
-def kernel_layers(model: PackedModel, columns: bool) -> tuple[KernelLayer, ...]:
+def kernel_layers(model: PackedModel, columns: bool, tiled: bool = True) -> tuple[KernelLayer, ...]:
     """Every layer of `model` prepared for one kernel; hidden layers see +-1 inputs."""
     input_bits = [model.input_bits] + ["bipolar"] * (len(model.layers) - 1)
-    return tuple(kernel_layer(layer, bits, columns) for layer, bits in zip(model.layers, input_bits))
+    return tuple(kernel_layer(layer, bits, columns, tiled) for layer, bits in zip(model.layers, input_bits))
 
 
 def use_columns(batch: int) -> bool:
@@ -277,7 +288,7 @@ def kernel_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
 
 def layer_scores(x: jax.Array, layer: PackedLayer, input_bits: str) -> jax.Array:
     """Integer pre-activations int32 [batch, n_out] of one layer for packed inputs [batch, words]."""
-    return kernel_scores(x, kernel_layer(layer, input_bits, use_columns(x.shape[0])))
+    return kernel_scores(x, kernel_layer(layer, input_bits, use_columns(x.shape[0]), use_tiles(x.shape[0])))
 
 
 def _pack_by_dot(bits: jax.Array) -> jax.Array:
@@ -368,7 +379,7 @@ def packed_scores(model: PackedModel, x: jax.Array, backend: str = backends.POPC
     """
     x = jnp.asarray(x, jnp.uint32)
     if backends.check_backend(backend) == backends.POPCOUNT:
-        return _popcount_forward(kernel_layers(model, use_columns(x.shape[0])), x)
+        return _popcount_forward(kernel_layers(model, use_columns(x.shape[0]), use_tiles(x.shape[0])), x)
     values = packing.unpack_bits(x, model.layers[0].n_in, model.input_bits)
     return _matmul_forward(matmul_layers(model, backend), values, model.input_bits)
 
@@ -437,13 +448,13 @@ def popcount_predict(model: PackedModel, inputs: jax.Array) -> jax.Array:
     """
     x = packing.pack_bits(inputs)
     columns = use_columns(x.shape[0])
-    layers = kernel_layers(model, columns)
+    count, rows = chunking(x.shape[0])
+    layers = kernel_layers(model, columns, use_tiles(rows))
 
     def predict_rows(words: jax.Array) -> jax.Array:
         return jnp.argmax(_popcount_forward(layers, words)[-1], axis=-1)
 
     if not columns:
         return predict_rows(x)
-    count, rows = chunking(x.shape[0])
     chunks = jnp.pad(x, ((0, count * rows - x.shape[0]), (0, 0))).reshape(count, rows, -1)
     return jax.lax.map(predict_rows, chunks).reshape(-1)[: x.shape[0]]
