@@ -141,25 +141,22 @@ static inline uint64_t harley_seal_pass(const vword *x, int rows) {
     uint64_t total = 0;
     for (int r = 0; r < rows; r++) {
         vword ones = {0}, twos = {0}, fours = {0}, eights = {0}, sixteens_count = {0};
-        vword twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
+        vword twos_a, twos_b, fours_a, fours_b, sixteens;
         for (int i = 0; i < VECTORS; i += 16) {
             vword d[16];
             for (int k = 0; k < 16; k++) d[k] = x[r] ^ load(i + k);
-            CARRY_SAVE(twos_a, ones, ones, d[0], d[1]);
-            CARRY_SAVE(twos_b, ones, ones, d[2], d[3]);
-            CARRY_SAVE(fours_a, twos, twos, twos_a, twos_b);
-            CARRY_SAVE(twos_a, ones, ones, d[4], d[5]);
-            CARRY_SAVE(twos_b, ones, ones, d[6], d[7]);
-            CARRY_SAVE(fours_b, twos, twos, twos_a, twos_b);
-            CARRY_SAVE(eights_a, fours, fours, fours_a, fours_b);
-            CARRY_SAVE(twos_a, ones, ones, d[8], d[9]);
-            CARRY_SAVE(twos_b, ones, ones, d[10], d[11]);
-            CARRY_SAVE(fours_a, twos, twos, twos_a, twos_b);
-            CARRY_SAVE(twos_a, ones, ones, d[12], d[13]);
-            CARRY_SAVE(twos_b, ones, ones, d[14], d[15]);
-            CARRY_SAVE(fours_b, twos, twos, twos_a, twos_b);
-            CARRY_SAVE(eights_b, fours, fours, fours_a, fours_b);
-            CARRY_SAVE(sixteens, eights, eights, eights_a, eights_b);
+            vword eights_half[2];
+            for (int h = 0; h < 2; h++) { /* two halves of 8 vectors, each ending in an eights carry */
+                const vword *e = d + 8 * h;
+                CARRY_SAVE(twos_a, ones, ones, e[0], e[1]);
+                CARRY_SAVE(twos_b, ones, ones, e[2], e[3]);
+                CARRY_SAVE(fours_a, twos, twos, twos_a, twos_b);
+                CARRY_SAVE(twos_a, ones, ones, e[4], e[5]);
+                CARRY_SAVE(twos_b, ones, ones, e[6], e[7]);
+                CARRY_SAVE(fours_b, twos, twos, twos_a, twos_b);
+                CARRY_SAVE(eights_half[h], fours, fours, fours_a, fours_b);
+            }
+            CARRY_SAVE(sixteens, eights, eights, eights_half[0], eights_half[1]);
             sixteens_count += popcount_lanes(sixteens);
         }
         vword lanes = 16 * sixteens_count + 8 * popcount_lanes(eights) + 4 * popcount_lanes(fours) + 2 * popcount_lanes(twos) + popcount_lanes(ones);
