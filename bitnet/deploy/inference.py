@@ -200,18 +200,20 @@ def _combine(total: jax.Array, offset: jax.Array, input_bits: str) -> jax.Array:
     return offset + total if input_bits == "binary" else offset - 2 * total
 
 
-def _word_terms(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLayer) -> jax.Array:
-    """Per-word popcount terms of the formulas in the module docstring (broadcasting x, sign, mask)."""
+def _counted_words(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLayer) -> tuple[tuple[int, jax.Array], ...]:
+    """(factor, words) pairs whose factor x popcount, summed, is the formula of the module docstring
+    for this layer (broadcasting x, sign, mask): what both kernels count."""
     if layer.input_bits == "binary":
-        return 2 * _popcount(x & sign) - _popcount(x & mask)  # sign bits lie inside the mask
+        return (2, x & sign), (-1, x & mask)  # sign bits lie inside the mask
     if layer.dense:
-        return _popcount(x ^ sign)
-    return _popcount((x ^ sign) & mask)
+        return ((1, x ^ sign),)
+    return ((1, (x ^ sign) & mask),)
 
 
 def row_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
     """Row kernel: int32 [batch, n_out] for packed inputs [batch, words], reducing along rows."""
-    terms = _word_terms(x[:, None, :], layer.sign[None], layer.mask[None], layer)
+    counted = _counted_words(x[:, None, :], layer.sign[None], layer.mask[None], layer)
+    terms = sum(factor * _popcount(words) for factor, words in counted)
     return _combine(jnp.sum(terms, axis=-1), layer.offset, layer.input_bits)
 
 
@@ -239,7 +241,7 @@ def popcount_sum(words: Sequence[jax.Array]) -> jax.Array:
         sixteens = []
         for start in range(0, full, 16):
             d = words[start : start + 16]
-            fours_pair, eights_pair = [], []
+            eights_pair = []
             for half in (0, 8):
                 twos_a, ones = _carry_save(ones, d[half], d[half + 1])
                 twos_b, ones = _carry_save(ones, d[half + 2], d[half + 3])
@@ -259,12 +261,8 @@ def popcount_sum(words: Sequence[jax.Array]) -> jax.Array:
 
 def _tile_totals(x: jax.Array, sign: jax.Array, mask: jax.Array, layer: KernelLayer) -> jax.Array:
     """The popcount totals int32 [rows, tile] of one tile ([words, tile] planes) for packed inputs [rows, words]."""
-    inputs = [x[:, k, None] for k in range(x.shape[1])]
-    if layer.input_bits == "binary":  # sign bits lie inside the mask
-        return 2 * popcount_sum([word & sign[k] for k, word in enumerate(inputs)]) - popcount_sum([word & mask[k] for k, word in enumerate(inputs)])
-    if layer.dense:
-        return popcount_sum([word ^ sign[k] for k, word in enumerate(inputs)])
-    return popcount_sum([(word ^ sign[k]) & mask[k] for k, word in enumerate(inputs)])
+    per_word = [_counted_words(x[:, k, None], sign[k], mask[k], layer) for k in range(x.shape[1])]
+    return sum(factor * popcount_sum([counted[term][1] for counted in per_word]) for term, (factor, _) in enumerate(per_word[0]))
 
 
 def column_scores(x: jax.Array, layer: KernelLayer) -> jax.Array:
