@@ -10,20 +10,23 @@ bipolar (+-1) inputs. Each time is the median of repeated calls after a warm-up 
 ended by `block_until_ready`; the paths being compared take turns call by call. Inference paths,
 all returning class predictions:
 
-    packed XNOR-popcount   bitnet.deploy.inference.packed_predict, backend "popcount" (packing of the input included)
+    packed XNOR-popcount   bitnet.deploy.inference.packed_predict with the CPU's packed backend: "native"
+                           (the C++ kernel, bitnet.deploy.native) where it builds, else "popcount"
+                           (packing of the input included)
+    packed, XLA loops      backend "popcount" (the XLA kernels), timed beside native when native runs
     float32 MLP            flax MLP, mode="float", jitted (bitnet.training.steps.make_predict)
     +-1 bf16 matmul        backend "bf16": inference.matmul_predict, weights unpacked once (f32 accumulation, exact)
     +-1 int8 matmul        backend "int8": the same with int8 dots and int32 accumulation
 
-The process asks JAX for one CPU device per core (`cli.one_cpu_device_per_core`): the packed path
-splits a large batch over them (XLA runs its loops on one thread per device), the float32 and
-matmul paths run on the first device with every core (Eigen's thread pool). Each batch size is
+The process asks JAX for one CPU device per core (`cli.one_cpu_device_per_core`): the popcount
+backend splits a large batch over them (XLA runs its loops on one thread per device); the native
+kernel, the float32 and the matmul paths run on the first device with every core (XLA's thread pool). Each batch size is
 timed in --runs runs; ratios are the median of the runs' ratios. With --peaks (default) this
 machine's peak rates are measured first (experiments.peaks) and the last lines say whether issue
 #24's targets hold: packed/float32 at batch 10,000 >= 10x, or >= 90 % of a peak ratio below 11x;
 the paper MLP at batch 1 >= 5x.
 
-The three backends must give identical predictions (checked). Each batch's `backend` is the one
+Every path must give identical predictions (checked). Each batch's `backend` is the one
 `packed_predict` runs there (--backend, or the choice of "auto" on this platform), and
 `backend_over_float32` its throughput against float32. Training: one jitted Adam step
 (bitnet.training.steps.make_train_step) of mode="bitwise" (STE) vs mode="float", batch 100.
@@ -46,7 +49,7 @@ import optax
 from absl import app, flags
 
 from bitnet.core import models
-from bitnet.deploy import backends, inference, summary
+from bitnet.deploy import backends, inference, native, summary
 from bitnet.training import steps
 from experiments import cli, peaks, timing
 
@@ -66,17 +69,26 @@ _PEAKS = flags.DEFINE_bool("peaks", True, "Measure this machine's peak rates (ex
 MODELS = {"paper": (1024, 1024, 1024), "wide": (4096, 4096, 4096)}
 INPUT_SIZE, NUM_CLASSES = 784, 10
 PACKED = "packed XNOR-popcount"
+XLA_LOOPS = "packed, XLA loops"
 FLOAT32 = "float32 MLP"
 BF16 = "+-1 bf16 matmul"
 INT8 = "+-1 int8 matmul"
-PATHS = (PACKED, FLOAT32, BF16, INT8)
 ALTERNATIVES = (BF16, INT8)  # the same +-1 network without packing
-PATH_OF_BACKEND = {backends.POPCOUNT: PACKED, backends.BF16: BF16, backends.INT8: INT8}
 BATCH1_TARGET = 5.0  # the paper MLP's packed/float32 at batch 1 (issue #24)
 
 
 def bipolar_inputs(batch: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(np.where(np.random.default_rng(seed).random((batch, INPUT_SIZE)) < 0.5, 1.0, -1.0), jnp.float32)
+
+
+def packed_backend() -> str:
+    """The backend of the "packed" path: the CPU's choice (native where it builds, else popcount)."""
+    return backends.choose_backend("cpu", 1, [1, 1], native.available())
+
+
+def path_of_backend(packed: str) -> dict[str, str]:
+    """The timed path that runs each backend, when `packed` is the packed path's backend."""
+    return {packed: PACKED, backends.POPCOUNT: PACKED if packed == backends.POPCOUNT else XLA_LOOPS, backends.BF16: BF16, backends.INT8: INT8}
 
 
 def time_inference(
@@ -90,23 +102,31 @@ def time_inference(
     params = float_model.init(jax.random.key(0), bipolar_inputs(1))["params"]
     ternary = models.ternary_layers(params, 0.0)  # dense +-1 network of the same shape
     packed = inference.pack_model(ternary, "bipolar")
+    packed_with = packed_backend()
+    xla_loops = {XLA_LOOPS: (functools.partial(inference.packed_predict, backend=backends.POPCOUNT), packed)}
     runners = {
-        PACKED: (functools.partial(inference.packed_predict, backend=backends.POPCOUNT), packed),
+        PACKED: (functools.partial(inference.packed_predict, backend=packed_with), packed),
+        **(xla_loops if packed_with != backends.POPCOUNT else {}),
         FLOAT32: (steps.make_predict(float_model), {"params": params}),
         BF16: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.BF16)),
         INT8: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.INT8)),
     }
+    paths = tuple(runners)
     rows = summary.summarize_params(params, 0.0, "bipolar")
     total = summary.totals(rows)
     result: dict[str, Any] = {
         "layers": [INPUT_SIZE, *hidden, NUM_CLASSES],
+        "paths": paths,
+        "packed_backend": packed_with,
         "bytes": {"float32": total["float32_bytes"], "packed": total["packed_bytes"], "float32_over_packed": summary.compression_ratio(rows)},
         "batches": {},
     }
     for batch in batch_sizes:
         inputs = bipolar_inputs(batch, seed=batch)
-        reference = np.asarray(inference.packed_predict(packed, inputs))
-        for name in ALTERNATIVES:
+        reference = np.asarray(inference.packed_predict(packed, inputs, packed_with))
+        for name in paths[1:]:
+            if name == FLOAT32:
+                continue
             function, weights = runners[name]
             if not np.array_equal(np.asarray(function(weights, inputs)), reference):
                 raise AssertionError(f"{name} disagrees with {PACKED} at batch {batch}")
@@ -116,27 +136,29 @@ def time_inference(
         ]
         chosen = inference.backend_for(packed, batch, backend)
         print(f"  batch {batch}: packed_predict backend {chosen} (asked for {backend}, platform {jax.default_backend()})", flush=True)
-        seconds = {name: statistics.median(run[name][0] for run in timed) for name in PATHS}
+        seconds = {name: statistics.median(run[name][0] for run in timed) for name in paths}
         entry: dict[str, Any] = {
             "backend": chosen,
             "packed_kernel": "column" if inference.use_columns(batch) else "row",
-            "packed_devices": max(1, len(inference.split_devices(batch))),
+            "packed_devices": 1 if packed_with == backends.NATIVE else max(1, len(inference.split_devices(batch))),
             "runs": runs,
             "seconds": seconds,
-            "calls": {name: sum(run[name][1] for run in timed) for name in PATHS},
-            "throughput": {name: batch / seconds[name] for name in PATHS},
+            "calls": {name: sum(run[name][1] for run in timed) for name in paths},
+            "throughput": {name: batch / seconds[name] for name in paths},
             "packed_over_float32_per_run": [run[FLOAT32][0] / run[PACKED][0] for run in timed],
         }
         best = max(ALTERNATIVES, key=lambda name: entry["throughput"][name])
         entry["best_alternative"] = best
         entry["packed_over_float32"] = statistics.median(entry["packed_over_float32_per_run"])
-        entry["backend_over_float32"] = statistics.median(run[FLOAT32][0] / run[PATH_OF_BACKEND[chosen]][0] for run in timed)
+        entry["backend_over_float32"] = statistics.median(run[FLOAT32][0] / run[path_of_backend(packed_with)[chosen]][0] for run in timed)
+        if XLA_LOOPS in paths:
+            entry["packed_over_xla_loops"] = statistics.median(run[XLA_LOOPS][0] / run[PACKED][0] for run in timed)
         entry["packed_over_best_alternative"] = statistics.median(run[best][0] / run[PACKED][0] for run in timed)
         entry["packed_binary_ops_per_s"] = batch * total["binary_ops"] / seconds[PACKED]
         entry["float32_macs_per_s"] = batch * total["binary_ops"] / seconds[FLOAT32]  # one MAC per weight
         result["batches"][str(batch)] = entry
         print(
-            f"  batch {batch}: " + ", ".join(f"{name} {seconds[name] * 1e3:.3f} ms" for name in PATHS)
+            f"  batch {batch}: " + ", ".join(f"{name} {seconds[name] * 1e3:.3f} ms" for name in paths)
             + f"; packed/float32 per run: {', '.join(f'{ratio:.2f}x' for ratio in entry['packed_over_float32_per_run'])}",
             flush=True,
         )
@@ -176,12 +198,13 @@ def time_training(hidden: tuple[int, ...], batch: int, sparsity: float, repeats:
 
 def format_table(results: dict[str, Any]) -> str:
     """One line per model and batch size: throughput of each path and the ratios."""
-    header = ["model", "batch", *[f"{name} ex/s" for name in PATHS], "packed/float32", "packed/best +-1 matmul", "backend", "backend/float32"]
+    paths = next(iter(results["models"].values()))["paths"]
+    header = ["model", "batch", *[f"{name} ex/s" for name in paths], "packed/float32", "packed/best +-1 matmul", "backend", "backend/float32"]
     lines = []
     for model_name, result in results["models"].items():
         for batch, entry in result["batches"].items():
             lines.append([
-                model_name, batch, *[f"{entry['throughput'][name]:,.0f}" for name in PATHS],
+                model_name, batch, *[f"{entry['throughput'][name]:,.0f}" for name in paths],
                 f"{entry['packed_over_float32']:.1f}x", f"{entry['packed_over_best_alternative']:.1f}x ({entry['best_alternative']})",
                 entry["backend"], f"{entry['backend_over_float32']:.1f}x",
             ])
@@ -224,7 +247,9 @@ def main(argv):
         "device": timing.device_info(),
         "packed_predict_uses": (
             f"the backend named by each batch's 'backend' (--backend={_BACKEND.value}; auto: bitnet.deploy.backends.choose_backend): "
-            f"popcount = {PACKED} (uint32 words, XOR + popcount, int32 sums; row kernel for batch <= "
+            f"native = {PACKED} where it builds (bitnet/deploy/native/bitwise_mlp.cc: one XLA FFI call, row kernel for batch <= 8, "
+            f"register-blocked column kernel above, chunks of rows over XLA's CPU threads); popcount = {XLA_LOOPS} (or {PACKED} "
+            f"where native does not build: uint32 words, XOR + popcount, int32 sums; row kernel for batch <= "
             f"{inference.ROW_KERNEL_MAX_BATCH}, column kernel above: L1-sized tiles of neurons, Harley-Seal popcount sums, the batch split "
             f"over the local CPU devices, one per core), int8 = {INT8}, bf16 = {BF16}"
         ),

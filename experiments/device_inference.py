@@ -74,7 +74,7 @@ def cpu_reference(model: inference.PackedModel, inputs: np.ndarray) -> np.ndarra
 def exactness(model: inference.PackedModel, inputs: jax.Array, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Per backend on the default device: mismatches against the CPU reference, and the test error."""
     result = {}
-    for backend in backends.BACKENDS:
+    for backend in backends.platform_backends(jax.default_backend()):
         predictions = np.asarray(inference.packed_predict(model, inputs, backend))
         mismatches = int(np.sum(predictions != reference))
         result[backend] = {"mismatches": mismatches, "exact": mismatches == 0, "test_error": float(np.mean(predictions != labels))}
@@ -87,8 +87,10 @@ def timed_paths(model: inference.PackedModel, width: int) -> dict[str, tuple]:
     float_model = models.MLP(hidden_sizes=tuple(sizes[1:-1]), num_classes=sizes[-1], mode="float")
     params = float_model.init(jax.random.key(0), jnp.zeros((1, width), jnp.float32))["params"]
     matmul = functools.partial(inference.matmul_predict, input_bits=model.input_bits)
+    native = {backends.NATIVE: (functools.partial(inference.packed_predict, backend=backends.NATIVE), model)}
     return {
         backends.POPCOUNT: (functools.partial(inference.packed_predict, backend=backends.POPCOUNT), model),
+        **(native if backends.NATIVE in backends.platform_backends(jax.default_backend()) else {}),
         backends.INT8: (matmul, inference.matmul_layers(model, backends.INT8)),
         backends.BF16: (matmul, inference.matmul_layers(model, backends.BF16)),
         FLOAT32: (steps.make_predict(float_model), {"params": params}),
@@ -104,11 +106,11 @@ def speeds(model: inference.PackedModel, inputs: jax.Array, batch_sizes: list[in
         medians = timing.interleaved_medians({name: (function, (weights, x)) for name, (function, weights) in paths.items()}, repeats, budget)
         seconds = {name: value for name, (value, _) in medians.items()}
         auto = inference.backend_for(model, batch)
-        fastest = min(backends.BACKENDS, key=seconds.get)
+        fastest = min((name for name in seconds if name != FLOAT32), key=seconds.get)
         result[str(batch)] = {
             "seconds": seconds,
             "calls": {name: calls for name, (_, calls) in medians.items()},
-            "over_float32": {name: seconds[FLOAT32] / seconds[name] for name in backends.BACKENDS},
+            "over_float32": {name: seconds[FLOAT32] / seconds[name] for name in seconds if name != FLOAT32},
             "auto": auto,
             "auto_over_float32": seconds[FLOAT32] / seconds[auto],
             "fastest": fastest,

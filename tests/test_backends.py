@@ -1,5 +1,5 @@
-"""Every backend of packed inference (popcount, int8, bf16) gives the simulated forward's integers, and the rule
-choosing one is a pure function of platform and shapes."""
+"""Every backend of packed inference (popcount, native, int8, bf16) gives the simulated forward's integers, and the
+rule choosing one is a pure function of platform and shapes (and whether native built: tests/test_native.py)."""
 
 import os
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bitnet.core import encodings, models
-from bitnet.deploy import backends, export, inference, packing
+from bitnet.deploy import backends, export, inference, native, packing
 from bitnet.runs import evaluate
 from tests.helpers import numpy_scores, random_layers
 
@@ -19,7 +19,8 @@ WIDE = [784, 4096, 4096, 4096, 10]
 
 @pytest.mark.parametrize("batch", [1, 100, 10_000])
 @pytest.mark.parametrize("sizes", [PAPER, WIDE])
-def test_the_cpu_runs_popcount(sizes, batch):
+def test_the_cpu_runs_native_where_it_built_else_popcount(sizes, batch):
+    assert backends.choose_backend("cpu", batch, sizes, native_built=True) == "native"
     assert backends.choose_backend("cpu", batch, sizes) == "popcount"
 
 
@@ -42,6 +43,7 @@ def test_accelerators_choose_a_matmul(platform, batch, sizes, expected):
 
 def test_auto_resolves_and_forced_backends_are_checked():
     assert backends.resolve_backend("auto", "cpu", 5, PAPER) == "popcount"
+    assert backends.resolve_backend("auto", "cpu", 5, PAPER, native_built=True) == "native"
     assert backends.resolve_backend("int8", "cpu", 5, PAPER) == "int8"
     with pytest.raises(ValueError, match="one of"):
         backends.resolve_backend("int4", "cpu", 5, PAPER)
@@ -49,17 +51,25 @@ def test_auto_resolves_and_forced_backends_are_checked():
         backends.resolve_backend("bf16", "gpu", 1, [2**24 + 1, 10])
 
 
+def runnable_backends():
+    """Every backend that runs here: all of them, native where it built."""
+    return [backend for backend in backends.BACKENDS if backend != "native" or native.available()]
+
+
 def assert_every_backend_exact(packed, inputs, expected_scores):
-    """Every backend's integers for every layer, and its predictions (ties to the lowest index), are `expected_scores`'."""
+    """Every backend's integers for every layer (native: predictions only), and its predictions (ties to the lowest
+    index), are `expected_scores`'."""
     words = packing.pack_bits(inputs)
     expected = np.argmax(expected_scores[-1], axis=-1)
-    for backend in backends.BACKENDS:
+    for backend in runnable_backends():
+        np.testing.assert_array_equal(inference.packed_predict(packed, inputs, backend), expected, err_msg=backend)
+        if backend == "native":
+            continue
         scores = inference.packed_scores(packed, words, backend)
         assert len(scores) == len(expected_scores)
         for got, want in zip(scores, expected_scores):
             assert got.dtype == np.int32
             np.testing.assert_array_equal(np.asarray(got), want, err_msg=backend)
-        np.testing.assert_array_equal(inference.packed_predict(packed, inputs, backend), expected, err_msg=backend)
         if backend != "popcount":  # weights unpacked once, reused
             np.testing.assert_array_equal(inference.matmul_predict(inference.matmul_layers(packed, backend), inputs, packed.input_bits), expected)
 
@@ -109,7 +119,7 @@ def test_ties_go_to_the_lowest_index_on_every_backend():
     w0, b0 = np.array([[1], [-1]], np.int8), np.array([0], np.int8)  # x = (+1, +1): a = 0 -> +1
     w1, b1 = np.array([[1, 1, -1]], np.int8), np.array([0, 0, 0], np.int8)  # scores (1, 1, -1)
     packed = inference.pack_model([(w0, b0), (w1, b1)], "bipolar")
-    for backend in backends.BACKENDS:
+    for backend in runnable_backends():
         assert int(inference.packed_predict(packed, np.array([[1.0, 1.0]]), backend)[0]) == 0
 
 
@@ -123,15 +133,16 @@ def test_published_models_on_mnist(path, test_split):
     images, _ = test_split
     arrays, meta = export.load_npz(os.path.join(REPO, path))
     expected = evaluate.packed_predictions(arrays, meta, images[:2000], "popcount")
-    for backend in ("int8", "bf16"):
+    for backend in runnable_backends():
         np.testing.assert_array_equal(evaluate.packed_predictions(arrays, meta, images[:2000], backend), expected, err_msg=backend)
 
 
 def test_evaluation_names_the_backend_it_ran(test_split):
-    """eval.json's `backend`: auto is popcount on the CPU; a forced backend is the one that ran, with the same predictions."""
+    """eval.json's `backend`: auto is native on the CPU (popcount where native did not build); a forced backend is the
+    one that ran, with the same predictions."""
     images, _ = test_split
     arrays, meta = export.load_npz(os.path.join(REPO, PUBLISHED[0]))
     auto, chosen = evaluate.packed_run(arrays, meta, images[:50])
     forced, name = evaluate.packed_run(arrays, meta, images[:50], "bf16")
-    assert (chosen, name) == ("popcount", "bf16")
+    assert (chosen, name) == ("native" if native.available() else "popcount", "bf16")
     np.testing.assert_array_equal(auto, forced)

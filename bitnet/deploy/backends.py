@@ -3,7 +3,10 @@
 Every backend computes the same integer pre-activations a = sum_i W_i x_i + b (W in {-1, 0, +1},
 x in {-1, +1} or {0, 1}) and so the same predictions:
 
-    popcount  XOR / AND + popcount on uint32 words (bitnet.deploy.inference's kernels): the CPU's.
+    popcount  XOR / AND + popcount on uint32 words (bitnet.deploy.inference's kernels, XLA loops).
+    native    the same words and formulas in one C++ kernel, an XLA FFI call on the CPU
+              (bitnet.deploy.native, built with the system compiler): register-blocked over rows
+              and neurons, which XLA's loop fusion does not do. The CPU's, where it builds.
     int8      W and x as int8, `dot_general` with int32 accumulation: exact (|a| <= n_in + 1 < 2^31);
               the int8 tensor cores of a GPU, the MXU of TPU v5e and later.
     bf16      W and x as bf16 (which holds -1, 0, +1 exactly), float32 accumulation, rounded back
@@ -11,8 +14,9 @@ x in {-1, +1} or {0, 1}) and so the same predictions:
               magnitude (float32 holds every such integer), i.e. for n_in <= 2^24; the bias is
               added in int32 afterwards. Every GPU's tensor cores and every TPU's MXU take bf16.
 
-`choose_backend` is a pure function of platform, batch and layer sizes (see its docstring for the
-rule and its evidence); `resolve_backend` turns "auto" into its choice and checks a forced one.
+`choose_backend` is a pure function of platform, batch, layer sizes and whether the native kernel
+built here (see its docstring for the rule and its evidence); `resolve_backend` turns "auto" into its
+choice and checks a forced one.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import jax.numpy as jnp
 from bitnet.deploy import packing
 
 AUTO = "auto"
-POPCOUNT, INT8, BF16 = "popcount", "int8", "bf16"
-BACKENDS = (POPCOUNT, INT8, BF16)
+POPCOUNT, NATIVE, INT8, BF16 = "popcount", "native", "int8", "bf16"
+BACKENDS = (POPCOUNT, NATIVE, INT8, BF16)
+CPU_ONLY = (NATIVE,)
 # (operand dtype, accumulator dtype) of each matmul backend
 MATMUL_TYPES = {INT8: (jnp.int8, jnp.int32), BF16: (jnp.bfloat16, jnp.float32)}
 BF16_MAX_FAN_IN = 2**24  # float32 holds every integer up to 2^24 in magnitude exactly
@@ -39,10 +44,13 @@ def macs(batch: int, layer_sizes: Sequence[int]) -> int:
     return batch * sum(n_in * n_out for n_in, n_out in zip(layer_sizes, layer_sizes[1:]))
 
 
-def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int]) -> str:
-    """The backend for `batch` inputs to an MLP of `layer_sizes` ([n_in, hidden..., n_out]) on `platform`.
+def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native_built: bool = False) -> str:
+    """The backend for `batch` inputs to an MLP of `layer_sizes` ([n_in, hidden..., n_out]) on `platform`;
+    `native_built`: whether the native kernel (bitnet.deploy.native) is available.
 
-    cpu  popcount: measured 6-10x faster than int8 / bf16 matmuls on AVX-512 (BENCHMARKS.md).
+    cpu  native where it built, else popcount. Popcount was measured 6-10x faster than int8 / bf16
+         matmuls on AVX-512; native 2-4x faster than popcount at batch 100 and 10000, and 3-4x at
+         batch 1, on an AVX2 CPU (BENCHMARKS.md).
     tpu  bf16: every MXU generation takes bf16; int8 runs natively on v5e and later only, which
          the platform name does not tell.
     gpu  int8 when the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS), else bf16.
@@ -54,12 +62,17 @@ def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int]) -> str
     Any platform: bf16 only while every fan-in is <= BF16_MAX_FAN_IN (else int8), so auto is always exact.
     """
     if platform == "cpu":
-        return POPCOUNT
+        return NATIVE if native_built else POPCOUNT
     if max(layer_sizes[:-1]) > BF16_MAX_FAN_IN:
         return INT8
     if platform == "gpu" and macs(batch, layer_sizes) >= GPU_INT8_MIN_MACS:
         return INT8
     return BF16
+
+
+def platform_backends(platform: str) -> tuple[str, ...]:
+    """The backends that can run on `platform` (native only on the CPU, and only where it builds)."""
+    return tuple(name for name in BACKENDS if name not in CPU_ONLY or platform == "cpu")
 
 
 def check_backend(name: str) -> str:
@@ -69,10 +82,17 @@ def check_backend(name: str) -> str:
     return name
 
 
-def resolve_backend(name: str, platform: str, batch: int, layer_sizes: Sequence[int]) -> str:
-    """The backend that runs: `choose_backend`'s for "auto", else `name`, refused where it is not exact."""
+def resolve_backend(
+    name: str, platform: str, batch: int, layer_sizes: Sequence[int], native_built: bool = False, native_detail: str = ""
+) -> str:
+    """The backend that runs: `choose_backend`'s for "auto", else `name`, refused where it is not exact or
+    cannot run (native off the CPU, or not built: `native_detail` says why)."""
     if check_backend(name) == AUTO:
-        return choose_backend(platform, batch, layer_sizes)
+        return choose_backend(platform, batch, layer_sizes, native_built)
+    if name in CPU_ONLY and platform != "cpu":
+        raise ValueError(f"backend {name!r} runs on the CPU only, not {platform!r}: use 'auto', 'int8' or 'bf16' there")
+    if name == NATIVE and not native_built:
+        raise ValueError(f"backend 'native' is unavailable here ({native_detail}); use 'auto' or 'popcount'")
     if name == BF16 and max(layer_sizes[:-1]) > BF16_MAX_FAN_IN:
         raise ValueError(f"bf16 is exact only for fan-ins <= {BF16_MAX_FAN_IN}, got layer sizes {list(layer_sizes)}")
     return name

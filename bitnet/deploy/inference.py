@@ -1,9 +1,10 @@
 """Packed bitwise inference: the exact integers of a packed model, by XOR + popcount on uint32 words
-(the "popcount" backend, below) or as int8 / bf16 matmuls of the unpacked -1/0/+1 weights (the
-"int8" and "bf16" backends, `bitnet.deploy.backends`), all giving the same integers.
+(the "popcount" backend, below, in XLA; the "native" backend, the same formulas in a C++ kernel,
+`bitnet.deploy.native`) or as int8 / bf16 matmuls of the unpacked -1/0/+1 weights (the "int8" and
+"bf16" backends, `bitnet.deploy.backends`), all giving the same integers.
 `packed_predict(model, inputs, backend="auto")` runs the backend `backends.choose_backend` picks for
-the platform and shapes (popcount on a CPU); `matmul_layers` + `matmul_predict` unpack the weights
-once for many calls.
+the platform and shapes (native on a CPU where it builds, else popcount); `matmul_layers` +
+`matmul_predict` unpack the weights once for many calls.
 
 For one output neuron with sign bits w, mask bits m (1 = weight nonzero) and input bits x,
 packed as in `bitnet.deploy.packing`, the integer pre-activation a = sum_i W_i x_i + b is
@@ -46,7 +47,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bitnet.core import models, thresholds
-from bitnet.deploy import backends, packing
+from bitnet.deploy import backends, native, packing
 
 VECTOR_LANES = 16  # uint32 lanes of a 512-bit vector register
 TILE_BYTES = 32 * 1024  # one column-kernel tile of sign words: an L1 data cache (32-48 KiB on x86 cores)
@@ -365,8 +366,12 @@ def layer_sizes(model: PackedModel) -> list[int]:
 
 
 def backend_for(model: PackedModel, batch: int, backend: str = backends.AUTO, platform: str | None = None) -> str:
-    """The backend `packed_predict` runs for `batch` inputs on `platform` (default: JAX's default backend)."""
-    return backends.resolve_backend(backend, platform or jax.default_backend(), batch, layer_sizes(model))
+    """The backend `packed_predict` runs for `batch` inputs on `platform` (default: JAX's default backend).
+    Where the native backend may be chosen (auto on a CPU, or asked for) it is built first, once."""
+    platform = platform or jax.default_backend()
+    asks_native = backend == backends.NATIVE or (backend == backends.AUTO and platform == "cpu")
+    built, detail = native.status() if asks_native else (False, "")
+    return backends.resolve_backend(backend, platform, batch, layer_sizes(model), built, detail)
 
 
 @functools.partial(jax.jit, static_argnames="backend", compiler_options=COMPILER_OPTIONS)
@@ -376,7 +381,9 @@ def packed_scores(model: PackedModel, x: jax.Array, backend: str = backends.POPC
     Same kernels as `packed_predict`, without its chunking: meant for checks and analysis.
     """
     x = jnp.asarray(x, jnp.uint32)
-    if backends.check_backend(backend) == backends.POPCOUNT:
+    if backends.check_backend(backend) == backends.NATIVE:
+        raise ValueError("the native backend gives predictions only; packed_scores takes 'popcount', 'int8' or 'bf16'")
+    if backend == backends.POPCOUNT:
         return _popcount_forward(kernel_layers(model, use_columns(x.shape[0]), use_tiles(x.shape[0])), x)
     values = packing.unpack_bits(x, model.layers[0].n_in, model.input_bits)
     return _matmul_forward(matmul_layers(model, backend), values, model.input_bits)
@@ -392,8 +399,11 @@ def packed_predict(model: PackedModel, inputs: jax.Array, backend: str = backend
     """Class predictions from encoded inputs [batch, n_in] (+-1 or 0/1) by `backend` ("auto": `backend_for`'s
     choice on JAX's default backend; all give the same integers). A matmul backend unpacks the weights
     inside this call: to unpack them once for many calls use `matmul_layers` and `matmul_predict`.
-    The popcount backend splits a large batch over the local CPU devices (`split_devices`)."""
+    The native backend spreads a batch over XLA's CPU threads; the popcount backend splits a large
+    batch over the local CPU devices (`split_devices`)."""
     backend = backend_for(model, inputs.shape[0], backend)
+    if backend == backends.NATIVE:
+        return native.native_predict(model, inputs)
     if backend != backends.POPCOUNT:
         return matmul_predict(matmul_layers(model, backend), inputs, model.input_bits)
     devices = split_devices(inputs.shape[0])
