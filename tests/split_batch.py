@@ -1,4 +1,4 @@
-"""A child process of tests/test_cpu_kernels.py, started with two CPU devices: packed_predict splits a batch over
+"""A child process of tests/test_cpu_kernels.py, started with two CPU devices: the popcount backend splits a batch over
 both and must give the NumPy forward's predictions. Prints one JSON line: how batches were split, how many nets
 were exact."""
 
@@ -24,7 +24,7 @@ def main() -> None:
             layers = [(np.where(w == 0, 1, w).astype(np.int8), b, s, t) for w, b, s, t in layers]
         packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
         assert all(layer.dense for layer in packed.layers) == (not ternary)
-        predictions = inference.packed_predict(packed, inputs)
+        predictions = inference.packed_predict(packed, inputs, "popcount")  # the XLA backend splits; native uses threads
         assert len(predictions.sharding.device_set) == 2, predictions.sharding
         exact += bool(np.array_equal(np.asarray(predictions), np.argmax(numpy_scores(layers, inputs)[-1], axis=-1)))
     split = {str(batch): len(inference.split_devices(batch)) for batch in (1, 600, 777)}

@@ -21,13 +21,14 @@
 //   row kernel     (batch <= kRowKernelMaxBatch) each neuron's stored row of words against each
 //                  input row, a vector of words at a time: no rearranging of the planes, for a few rows.
 //   column kernel  the planes transposed once per call into blocks of kBlockNeurons neurons,
-//                  [blocks, words, kBlockNeurons]; a register block of kBlockRows input rows x
-//                  kBlockVectors vectors of neurons: each weight vector loaded once for kBlockRows
-//                  rows, each input word broadcast once for kBlockVectors vectors (the register
-//                  blocking XLA's loop fusion does not do). Popcounts are added as bytes (AVX2 /
-//                  AVX-512BW nibble lookup) and widened to 32-bit lanes every few words; with AVX-512
-//                  VPOPCNTDQ as 32-bit lanes directly. A hidden layer's outputs are packed into the
-//                  next layer's words by a vector compare and movemask.
+//                  [blocks, words, kPlanes, kBlockNeurons]; a register block of kBlockRows input
+//                  rows x kBlockVectors vectors of neurons: each weight vector loaded once for
+//                  kBlockRows rows, each input word broadcast once for kBlockVectors vectors (the
+//                  register blocking XLA's loop fusion does not do). Popcounts are byte lookups
+//                  (AVX2 / AVX-512BW vpshufb) on words stored as nibble planes (kPlanes), added as
+//                  bytes and widened to 32-bit lanes every few words; with AVX-512 VPOPCNTDQ, 32-bit
+//                  lane counts directly. A hidden layer's outputs are packed into the next layer's
+//                  words by a vector compare and movemask.
 // Batches run in chunks of rows, every layer of a chunk on one thread, the chunks spread over XLA's
 // CPU thread pool.
 
@@ -95,10 +96,25 @@ inline IVec LoadI(const int32_t* p) {
 constexpr bool kLaneCounts = true;
 inline Vec Count(Vec v) { return (Vec)_mm512_popcnt_epi32((__m512i)v); }
 #elif BITNET_VECTOR_BYTES == 64 || (defined(__AVX2__) && BITNET_VECTOR_BYTES == 32)
+#define BITNET_BYTE_COUNTS 1
 constexpr bool kLaneCounts = false;  // byte counts (at most 8 per byte per word counted)
 // The popcount of each nibble value, repeated for every 16-byte lane of a vector.
 alignas(64) constexpr uint8_t kNibbleCounts[64] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                                    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+// ... and of each nibble value's complement (4 - popcount).
+alignas(64) constexpr uint8_t kNibbleZeros[64] = {4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0, 4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0,
+                                                  4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0, 4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0};
+
+// The per-byte entries of `table` at bytes holding nibble values (0-15): one shuffle.
+inline Vec Lookup(const uint8_t* table, Vec nibbles) {
+  Vec entries;
+  std::memcpy(&entries, table, sizeof entries);
+#if BITNET_VECTOR_BYTES == 64
+  return (Vec)_mm512_shuffle_epi8((__m512i)entries, (__m512i)nibbles);
+#else
+  return (Vec)_mm256_shuffle_epi8((__m256i)entries, (__m256i)nibbles);
+#endif
+}
 inline Vec Count(Vec v) {
 #if BITNET_VECTOR_BYTES == 64
   __m512i table;
@@ -153,6 +169,34 @@ inline Vec WordCount(Vec x, Vec s, Vec o) {
   return Count(x & s) + Count(~(x & o));
 }
 
+// The column kernel's planes: with byte counts every word is stored as two words of nibbles, its
+// low and its high ones (w & 0x0f0f0f0f, (w >> 4) & 0x0f0f0f0f), the inputs too. XOR and AND act
+// on nibbles alike, so each counted vector is then one lookup per nibble plane, without the shift
+// and the masks of Count (6 vector operations per vector counted instead of 8).
+#ifdef BITNET_BYTE_COUNTS
+constexpr int kPlanes = 2;
+#else
+constexpr int kPlanes = 1;
+#endif
+
+inline uint32_t Plane(uint32_t word, int plane) { return kPlanes == 1 ? word : (plane ? word >> 4 : word) & 0x0f0f0f0fu; }
+
+// WordCount on the planes of x, s and o.
+template <int64_t M>
+inline Vec PlaneCount(const Vec* x, const Vec* s, const Vec* o) {
+#ifdef BITNET_BYTE_COUNTS
+  Vec sum = Vec{};
+  for (int p = 0; p < kPlanes; p++) {
+    if constexpr (M == kDense) sum += Lookup(kNibbleCounts, x[p] ^ s[p]);
+    if constexpr (M == kMasked) sum += Lookup(kNibbleCounts, (x[p] ^ s[p]) & o[p]);
+    if constexpr (M == kBinary) sum += Lookup(kNibbleCounts, x[p] & s[p]) + Lookup(kNibbleZeros, x[p] & o[p]);
+  }
+  return sum;
+#else
+  return WordCount<M>(x[0], s[0], o[0]);
+#endif
+}
+
 template <int64_t M>
 inline int ScalarCount(uint32_t x, uint32_t s, uint32_t o) {
   if constexpr (M == kDense) return __builtin_popcount(x ^ s);
@@ -179,7 +223,7 @@ struct Layer {
   const uint32_t* sign;
   const uint32_t* mask;
   std::vector<int32_t> base, polarity, threshold;  // [n_out]
-  std::vector<uint32_t> sign_blocks, other_blocks;  // [blocks, words, kBlockNeurons]
+  std::vector<uint32_t> sign_blocks, other_blocks;  // [blocks, words, kPlanes, kBlockNeurons]
   std::vector<int32_t> base_padded, negate_padded, threshold_padded;  // [blocks * kBlockNeurons]
   int factor() const { return mode == kBinary ? 1 : -2; }
   // The word o of WordCount for neuron n, word k: the mask, or the -1 weights for 0/1 inputs.
@@ -191,14 +235,16 @@ struct Layer {
 
 void PrepareColumns(Layer& layer) {
   const int padded = layer.blocks * kBlockNeurons;
-  layer.sign_blocks.assign((size_t)padded * layer.words, 0);
-  if (layer.mode != kDense) layer.other_blocks.assign((size_t)padded * layer.words, 0);
+  layer.sign_blocks.assign((size_t)padded * layer.words * kPlanes, 0);
+  if (layer.mode != kDense) layer.other_blocks.assign((size_t)padded * layer.words * kPlanes, 0);
   for (int n = 0; n < layer.n_out; n++) {
     const size_t block = n / kBlockNeurons, lane = n % kBlockNeurons;
     for (int k = 0; k < layer.words; k++) {
-      const size_t at = (block * layer.words + k) * kBlockNeurons + lane;
-      layer.sign_blocks[at] = layer.sign[(size_t)n * layer.words + k];
-      if (layer.mode != kDense) layer.other_blocks[at] = layer.Other(n, k);
+      for (int p = 0; p < kPlanes; p++) {
+        const size_t at = ((block * layer.words + k) * kPlanes + p) * kBlockNeurons + lane;
+        layer.sign_blocks[at] = Plane(layer.sign[(size_t)n * layer.words + k], p);
+        if (layer.mode != kDense) layer.other_blocks[at] = Plane(layer.Other(n, k), p);
+      }
     }
   }
   layer.base_padded.assign(padded, 0);
@@ -211,12 +257,13 @@ void PrepareColumns(Layer& layer) {
   }
 }
 
-// Totals of kBlockRows (or fewer, R) rows of x [rows, words] against one block of neurons.
+// Totals of kBlockRows (or fewer, R) rows of x [rows, words, kPlanes] against one block of neurons.
 template <int64_t M, int R>
 inline void BlockTotals(const Layer& layer, const uint32_t* x, int block, Vec totals[R][kBlockVectors]) {
   const int words = layer.words;
-  const uint32_t* s = layer.sign_blocks.data() + (size_t)block * words * kBlockNeurons;
-  const uint32_t* o = M == kDense ? s : layer.other_blocks.data() + (size_t)block * words * kBlockNeurons;
+  const size_t first = (size_t)block * words * kPlanes * kBlockNeurons;
+  const uint32_t* s = layer.sign_blocks.data() + first;
+  const uint32_t* o = M == kDense ? s : layer.other_blocks.data() + first;
   const int step = WidenEvery<M>(words);
   for (int r = 0; r < R; r++)
     for (int v = 0; v < kBlockVectors; v++) totals[r][v] = Vec{};
@@ -224,14 +271,17 @@ inline void BlockTotals(const Layer& layer, const uint32_t* x, int block, Vec to
     const int k1 = std::min(words, k0 + step);
     Vec acc[R][kBlockVectors] = {};
     for (int k = k0; k < k1; k++) {
-      Vec sv[kBlockVectors], ov[kBlockVectors];
-      for (int v = 0; v < kBlockVectors; v++) {
-        sv[v] = Load(s + (size_t)k * kBlockNeurons + v * kLanes);
-        ov[v] = M == kDense ? sv[v] : Load(o + (size_t)k * kBlockNeurons + v * kLanes);
-      }
+      Vec sv[kBlockVectors][kPlanes], ov[kBlockVectors][kPlanes];
+      for (int v = 0; v < kBlockVectors; v++)
+        for (int p = 0; p < kPlanes; p++) {
+          const size_t at = ((size_t)k * kPlanes + p) * kBlockNeurons + v * kLanes;
+          sv[v][p] = Load(s + at);
+          ov[v][p] = M == kDense ? sv[v][p] : Load(o + at);
+        }
       for (int r = 0; r < R; r++) {
-        const Vec xb = Vec{} + x[(size_t)r * words + k];
-        for (int v = 0; v < kBlockVectors; v++) acc[r][v] += WordCount<M>(xb, sv[v], ov[v]);
+        Vec xb[kPlanes];
+        for (int p = 0; p < kPlanes; p++) xb[p] = Vec{} + x[((size_t)r * words + k) * kPlanes + p];
+        for (int v = 0; v < kBlockVectors; v++) acc[r][v] += PlaneCount<M>(xb, sv[v], ov[v]);
       }
     }
     for (int r = 0; r < R; r++)
@@ -268,11 +318,16 @@ void ColumnRows(const Layer& layer, const uint32_t* x, bool last, uint32_t* next
 template <int64_t M>
 void ColumnLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32_t* next, int32_t* scores) {
   const int padded = layer.blocks * kBlockNeurons;
+  const size_t stride = (size_t)layer.words * kPlanes;
+  thread_local std::vector<uint32_t> planes;  // x [rows, words, kPlanes]
+  planes.resize(rows * stride);
+  for (size_t i = 0; i < (size_t)rows * layer.words; i++)
+    for (int p = 0; p < kPlanes; p++) planes[i * kPlanes + p] = Plane(x[i], p);
   int r = 0;
   for (; r + kBlockRows <= rows; r += kBlockRows)
-    ColumnRows<M, kBlockRows>(layer, x + (size_t)r * layer.words, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
+    ColumnRows<M, kBlockRows>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
   for (; r < rows; r++)
-    ColumnRows<M, 1>(layer, x + (size_t)r * layer.words, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
+    ColumnRows<M, 1>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
 }
 
 // The row kernel: every neuron's row of words against each input row, a vector of words at a time
