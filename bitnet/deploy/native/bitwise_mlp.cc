@@ -358,8 +358,8 @@ void RowLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32
       const int a = layer.base[n] + layer.factor() * total;
       if (last)
         scores[(size_t)r * layer.n_out + n] = a;
-      else if (layer.polarity[n] * a >= layer.threshold[n])
-        next[(size_t)r * layer.out_words + n / 32] |= 1u << (n % 32);
+      else  // without a branch: the bits are as good as random
+        next[(size_t)r * layer.out_words + n / 32] |= (uint32_t)(layer.polarity[n] * a >= layer.threshold[n]) << (n % 32);
     }
   }
 }
