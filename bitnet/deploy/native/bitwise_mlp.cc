@@ -142,9 +142,14 @@ inline Vec Count(Vec v) {
 #endif
 
 inline Vec Widen(Vec counts) {
-  if (kLaneCounts) return counts;
-  Vec pairs = (counts & 0x00ff00ffu) + ((counts >> 8) & 0x00ff00ffu);
-  return (pairs & 0xffffu) + (pairs >> 16);
+#if defined(BITNET_BYTE_COUNTS) && BITNET_VECTOR_BYTES == 64
+  // bytes x 1 summed in pairs (16 bits; at most 510), those pairs x 1 summed in pairs (32 bits)
+  return (Vec)_mm512_madd_epi16(_mm512_maddubs_epi16((__m512i)counts, _mm512_set1_epi8(1)), _mm512_set1_epi16(1));
+#elif defined(BITNET_BYTE_COUNTS)
+  return (Vec)_mm256_madd_epi16(_mm256_maddubs_epi16((__m256i)counts, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+#else
+  return counts;
+#endif
 }
 
 // One bit per lane, lane l at bit l, of a vector compare's result (-1 / 0 lanes).
@@ -300,16 +305,15 @@ void ColumnRows(const Layer& layer, const uint32_t* x, bool last, uint32_t* next
     for (int v = 0; v < kBlockVectors; v++) {
       const int first = block * kBlockNeurons + v * kLanes;
       const IVec base = LoadI(layer.base_padded.data() + first);
+      const IVec negate = LoadI(layer.negate_padded.data() + first);
+      const IVec threshold = LoadI(layer.threshold_padded.data() + first);
       for (int r = 0; r < R; r++) {
         const IVec total = (IVec)totals[r][v];
         const IVec a = M == kBinary ? base + total : base - (total + total);
-        if (last) {
+        if (last)
           std::memcpy(scores + (size_t)r * padded + first, &a, sizeof a);
-          continue;
-        }
-        const IVec negate = LoadI(layer.negate_padded.data() + first);
-        const IVec on = ((a ^ negate) - negate) >= LoadI(layer.threshold_padded.data() + first);
-        next[(size_t)r * layer.out_words + first / 32] |= LaneBits(on) << (first % 32);
+        else
+          next[(size_t)r * layer.out_words + first / 32] |= LaneBits(((a ^ negate) - negate) >= threshold) << (first % 32);
       }
     }
   }
