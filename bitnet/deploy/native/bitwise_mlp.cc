@@ -115,23 +115,9 @@ inline Vec Lookup(const uint8_t* table, Vec nibbles) {
   return (Vec)_mm256_shuffle_epi8((__m256i)entries, (__m256i)nibbles);
 #endif
 }
-inline Vec Count(Vec v) {
-#if BITNET_VECTOR_BYTES == 64
-  __m512i table;
-  std::memcpy(&table, kNibbleCounts, sizeof table);
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  __m512i x = (__m512i)v;
-  return (Vec)_mm512_add_epi8(_mm512_shuffle_epi8(table, _mm512_and_si512(x, low)),
-                              _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(x, 4), low)));
-#else
-  __m256i table;
-  std::memcpy(&table, kNibbleCounts, sizeof table);
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256i x = (__m256i)v;
-  return (Vec)_mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_and_si256(x, low)),
-                              _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
-#endif
-}
+
+// Byte counts of v: a lookup of its low and of its high nibbles.
+inline Vec Count(Vec v) { return Lookup(kNibbleCounts, v & 0x0f0f0f0fu) + Lookup(kNibbleCounts, (v >> 4) & 0x0f0f0f0fu); }
 #else
 constexpr bool kLaneCounts = true;
 inline Vec Count(Vec v) {
@@ -165,14 +151,20 @@ inline uint32_t LaneBits(IVec on) {
 #endif
 }
 
-// The words counted for one input word x against weight words s and o (o: the mask, or for 0/1
-// inputs the -1 weights), as the module comment's totals.
-template <int64_t M>
-inline Vec WordCount(Vec x, Vec s, Vec o) {
-  if constexpr (M == kDense) return Count(x ^ s);
-  if constexpr (M == kMasked) return Count((x ^ s) & o);
-  return Count(x & s) + Count(~(x & o));
+// The module comment's total for one input word x against weight words s and o (o: the mask, or
+// for 0/1 inputs the -1 weights), words or vectors of words, each popcount taken by `count`.
+template <int64_t M, typename Word, typename Counter>
+inline auto Counted(Word x, Word s, Word o, Counter count) {
+  if constexpr (M == kDense) return count(x ^ s);
+  else if constexpr (M == kMasked) return count((x ^ s) & o);
+  else return count(x & s) + count(~(x & o));
 }
+
+template <int64_t M>
+inline Vec WordCount(Vec x, Vec s, Vec o) { return Counted<M>(x, s, o, [](Vec v) { return Count(v); }); }
+
+template <int64_t M>
+inline int ScalarCount(uint32_t x, uint32_t s, uint32_t o) { return Counted<M>(x, s, o, [](uint32_t v) { return __builtin_popcount(v); }); }
 
 // The column kernel's planes: with byte counts every word is stored as two words of nibbles, its
 // low and its high ones (w & 0x0f0f0f0f, (w >> 4) & 0x0f0f0f0f), the inputs too. XOR and AND act
@@ -200,13 +192,6 @@ inline Vec PlaneCount(const Vec* x, const Vec* s, const Vec* o) {
 #else
   return WordCount<M>(x[0], s[0], o[0]);
 #endif
-}
-
-template <int64_t M>
-inline int ScalarCount(uint32_t x, uint32_t s, uint32_t o) {
-  if constexpr (M == kDense) return __builtin_popcount(x ^ s);
-  if constexpr (M == kMasked) return __builtin_popcount((x ^ s) & o);
-  return __builtin_popcount(x & s) + __builtin_popcount(~(x & o));
 }
 
 int Words(int64_t n) { return (int)((n + 31) / 32); }
