@@ -76,7 +76,7 @@ def library_path(cxx: str) -> Path:
 
 
 def build(cxx: str) -> Path:
-    """The built library (compiled now unless cached); RuntimeError with the compiler's last line on failure."""
+    """The built library (compiled now unless cached); RuntimeError with the compiler's first error line on failure."""
     path = library_path(cxx)
     if path.exists():
         return path
@@ -86,7 +86,8 @@ def build(cxx: str) -> Path:
         result = subprocess.run(build_command(cxx, output), capture_output=True, text=True, timeout=BUILD_SECONDS, check=False)
         if result.returncode != 0:
             lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-            raise RuntimeError(f"{cxx} failed on {SOURCE.name}: {lines[-1] if lines else f'exit {result.returncode}'}")
+            errors = [line for line in lines if "error" in line] or lines  # the first error, not the notes after it
+            raise RuntimeError(f"{cxx} failed on {SOURCE.name}: {errors[0] if errors else f'exit {result.returncode}'}")
         os.replace(output, path)  # atomic: a concurrent build of the same key writes the same bytes
     return path
 
