@@ -74,7 +74,7 @@ def cpu_reference(model: inference.PackedModel, inputs: np.ndarray) -> np.ndarra
 def exactness(model: inference.PackedModel, inputs: jax.Array, reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Per backend on the default device: mismatches against the CPU reference, and the test error."""
     result = {}
-    for backend in backends.platform_backends(jax.default_backend()):
+    for backend in inference.runnable_backends():
         predictions = np.asarray(inference.packed_predict(model, inputs, backend))
         mismatches = int(np.sum(predictions != reference))
         result[backend] = {"mismatches": mismatches, "exact": mismatches == 0, "test_error": float(np.mean(predictions != labels))}
@@ -90,7 +90,7 @@ def timed_paths(model: inference.PackedModel, width: int) -> dict[str, tuple]:
     native = {backends.NATIVE: (functools.partial(inference.packed_predict, backend=backends.NATIVE), model)}
     return {
         backends.POPCOUNT: (functools.partial(inference.packed_predict, backend=backends.POPCOUNT), model),
-        **(native if backends.NATIVE in backends.platform_backends(jax.default_backend()) else {}),
+        **(native if backends.NATIVE in inference.runnable_backends() else {}),
         backends.INT8: (matmul, inference.matmul_layers(model, backends.INT8)),
         backends.BF16: (matmul, inference.matmul_layers(model, backends.BF16)),
         FLOAT32: (steps.make_predict(float_model), {"params": params}),

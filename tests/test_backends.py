@@ -51,17 +51,12 @@ def test_auto_resolves_and_forced_backends_are_checked():
         backends.resolve_backend("bf16", "gpu", 1, [2**24 + 1, 10])
 
 
-def runnable_backends():
-    """Every backend that runs here: all of them, native where it built."""
-    return [backend for backend in backends.BACKENDS if backend != "native" or native.available()]
-
-
 def assert_every_backend_exact(packed, inputs, expected_scores):
     """Every backend's integers for every layer (native: predictions only), and its predictions (ties to the lowest
     index), are `expected_scores`'."""
     words = packing.pack_bits(inputs)
     expected = np.argmax(expected_scores[-1], axis=-1)
-    for backend in runnable_backends():
+    for backend in inference.runnable_backends("cpu"):
         np.testing.assert_array_equal(inference.packed_predict(packed, inputs, backend), expected, err_msg=backend)
         if backend == "native":
             continue
@@ -119,7 +114,7 @@ def test_ties_go_to_the_lowest_index_on_every_backend():
     w0, b0 = np.array([[1], [-1]], np.int8), np.array([0], np.int8)  # x = (+1, +1): a = 0 -> +1
     w1, b1 = np.array([[1, 1, -1]], np.int8), np.array([0, 0, 0], np.int8)  # scores (1, 1, -1)
     packed = inference.pack_model([(w0, b0), (w1, b1)], "bipolar")
-    for backend in runnable_backends():
+    for backend in inference.runnable_backends("cpu"):
         assert int(inference.packed_predict(packed, np.array([[1.0, 1.0]]), backend)[0]) == 0
 
 
@@ -133,7 +128,7 @@ def test_published_models_on_mnist(path, test_split):
     images, _ = test_split
     arrays, meta = export.load_npz(os.path.join(REPO, path))
     expected = evaluate.packed_predictions(arrays, meta, images[:2000], "popcount")
-    for backend in runnable_backends():
+    for backend in inference.runnable_backends("cpu"):
         np.testing.assert_array_equal(evaluate.packed_predictions(arrays, meta, images[:2000], backend), expected, err_msg=backend)
 
 

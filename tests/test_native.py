@@ -61,6 +61,7 @@ def test_native_is_chosen_on_the_cpu_and_refuses_bad_inputs():
     layers, inputs = random_layers(np.random.default_rng(3), (40, 33, 10), "bipolar", 20)
     model = packed_model(layers, "bipolar")
     assert inference.backend_for(model, 20, platform="cpu") == "native"
+    assert inference.runnable_backends("cpu") == ("popcount", "native", "int8", "bf16")
     np.testing.assert_array_equal(inference.packed_predict(model, inputs), inference.packed_predict(model, inputs, "popcount"))
     with pytest.raises(ValueError, match=r"inputs must be \[batch, 40\]"):
         native.native_predict(model, inputs[:, :39])
@@ -114,6 +115,7 @@ print("STATUS", built, detail)
 layers, inputs = random_layers(np.random.default_rng(0), (40, 33, 10), "bipolar", 5)
 model = packed_model(layers, "bipolar")
 print("AUTO", inference.backend_for(model, 5, platform="cpu"))
+print("RUNNABLE", inference.runnable_backends("cpu"))
 if built:
     for bits in ("bipolar", "binary"):
         for thresholds in (False, True):
@@ -147,7 +149,7 @@ def test_the_portable_kernel_is_exact(tmp_path):
 def test_without_a_compiler_auto_falls_back_and_native_is_refused(tmp_path):
     out = run_child(tmp_path, PATH=str(tmp_path), CXX="")
     assert "STATUS False no C++ compiler found" in out, out
-    assert "AUTO popcount" in out, out
+    assert "AUTO popcount" in out and "RUNNABLE ('popcount', 'int8', 'bf16')" in out, out
     assert "REFUSED backend 'native' is unavailable here (no C++ compiler found" in out, out
 
 

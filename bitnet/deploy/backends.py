@@ -72,7 +72,8 @@ def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native
 
 
 def platform_backends(platform: str) -> tuple[str, ...]:
-    """The backends that can run on `platform` (native only on the CPU, and only where it builds)."""
+    """The backends that can run on `platform`: native only on the CPU (and there only where it built:
+    `bitnet.deploy.inference.runnable_backends`)."""
     return tuple(name for name in BACKENDS if name not in CPU_ONLY or platform == "cpu")
 
 

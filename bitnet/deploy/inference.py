@@ -365,6 +365,12 @@ def layer_sizes(model: PackedModel) -> list[int]:
     return [model.layers[0].n_in, *(layer.n_out for layer in model.layers)]
 
 
+def runnable_backends(platform: str | None = None) -> tuple[str, ...]:
+    """Every backend that runs on `platform` (default: JAX's default backend) here: native where it built."""
+    platform = platform or jax.default_backend()
+    return tuple(name for name in backends.platform_backends(platform) if name != backends.NATIVE or native.available())
+
+
 def backend_for(model: PackedModel, batch: int, backend: str = backends.AUTO, platform: str | None = None) -> str:
     """The backend `packed_predict` runs for `batch` inputs on `platform` (default: JAX's default backend).
     Where the native backend may be chosen (auto on a CPU, or asked for) it is built first, once."""
