@@ -324,8 +324,7 @@ void ColumnLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uin
 template <int64_t M>
 void RowLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32_t* next, int32_t* scores) {
   const int words = layer.words, full = words / kLanes * kLanes;
-  constexpr int units = M == kBinary ? 2 : 1;
-  const int step = kLaneCounts ? full : 255 / (8 * units) * kLanes;  // words between widenings of byte counts
+  const int step = WidenEvery<M>(full / kLanes) * kLanes;  // a vector adds to each byte what a word does in ColumnLayer
   for (int n = 0; n < layer.n_out; n++) {
     const uint32_t* s = layer.sign + (size_t)n * words;
     const uint32_t* m = layer.mask + (size_t)n * words;
