@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bitnet.deploy import inference
 from bitnet.training import plan, steps
 from bitnet.workdir import checkpoints
 from configs import smoke
@@ -211,3 +212,13 @@ def numpy_scores(layers, inputs):
         fires = scores[-1] >= 0 if threshold is None else polarity * scores[-1] >= threshold
         x = np.where(fires, 1, -1)
     return scores
+
+
+def dense_layers(layers):
+    """The same (W, b, s, T) layers with every zero weight made +1: dense layers, no mask."""
+    return [(np.where(weights == 0, 1, weights).astype(np.int8), *rest) for weights, *rest in layers]
+
+
+def packed_model(layers, bit_values):
+    """The PackedModel of (W, b, s, T) layers seeing `bit_values` inputs."""
+    return inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from bitnet.deploy import inference
-from tests.helpers import numpy_scores, random_layers
+from tests.helpers import dense_layers, numpy_scores, packed_model, random_layers
 
 CASES = [("bipolar", False, False), ("bipolar", False, True), ("binary", False, True), ("bipolar", True, False)]  # input bits, thresholds, ternary
 
@@ -21,8 +21,8 @@ def main() -> None:
     for bit_values, thresholds, ternary in CASES:
         layers, inputs = random_layers(rng, (70, 96, 48, 10), bit_values, 777, thresholds)
         if not ternary:  # dense layers: no zero weight
-            layers = [(np.where(w == 0, 1, w).astype(np.int8), b, s, t) for w, b, s, t in layers]
-        packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
+            layers = dense_layers(layers)
+        packed = packed_model(layers, bit_values)
         assert all(layer.dense for layer in packed.layers) == (not ternary)
         predictions = inference.packed_predict(packed, inputs, "popcount")  # the XLA backend splits; native uses threads
         assert len(predictions.sharding.device_set) == 2, predictions.sharding

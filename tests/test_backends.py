@@ -10,7 +10,7 @@ import pytest
 from bitnet.core import encodings, models
 from bitnet.deploy import backends, export, inference, native, packing
 from bitnet.runs import evaluate
-from tests.helpers import numpy_scores, random_layers
+from tests.helpers import numpy_scores, packed_model, random_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = [784, 1024, 1024, 1024, 10]
@@ -90,7 +90,7 @@ def test_every_backend_equals_the_simulated_forward(encoding_name, sparsity):
 def test_every_backend_on_threshold_neurons(bit_values):
     """bitnet-packed-v2 nets: hidden threshold neurons (s, T) of both polarities, many exactly on their threshold."""
     layers, inputs = random_layers(np.random.default_rng(1), (45, 70, 31, 10), bit_values, 60, thresholds=True)
-    packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
+    packed = packed_model(layers, bit_values)
     expected = numpy_scores(layers, inputs)
     on_threshold = sum(int(np.sum(polarity * a == threshold)) for (_, _, polarity, threshold), a in zip(layers[:-1], expected))
     assert on_threshold > 50

@@ -13,7 +13,7 @@ import pytest
 
 from bitnet.deploy import inference, packing
 from experiments import peaks
-from tests.helpers import REPO, numpy_scores, random_layers
+from tests.helpers import REPO, numpy_scores, packed_model, random_layers
 
 
 @pytest.mark.parametrize("count", [1, 7, 15, 16, 17, 32, 33, 47, 129])
@@ -54,7 +54,7 @@ def test_several_tiles_equal_the_numpy_forward(small_tiles, bit_values, threshol
     """Layers of 65 and 33 neurons in 5 and 3 tiles, the last one mostly padding; ternary weights (the masked
     kernels), both input kinds, threshold neurons."""
     layers, inputs = random_layers(np.random.default_rng(7), (40, 65, 33, 10), bit_values, 50, thresholds)
-    packed = inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
+    packed = packed_model(layers, bit_values)
     assert [inference.column_tile(layer.n_out, layer.sign.shape[1])[0] for layer in packed.layers] == [5, 3, 1]
     expected = numpy_scores(layers, inputs)
     for got, want in zip(inference.packed_scores(packed, packing.pack_bits(inputs)), expected):

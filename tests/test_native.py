@@ -11,24 +11,15 @@ import numpy as np
 import pytest
 
 from bitnet.deploy import backends, inference, native
-from tests.helpers import REPO, numpy_scores, random_layers
+from tests.helpers import REPO, dense_layers, numpy_scores, packed_model, random_layers
 
 requires_native = pytest.mark.skipif(not native.available(), reason=f"native backend not built: {native.status()[1]}")
 X86 = os.uname().machine in ("x86_64", "AMD64")
 
 
-def packed_model(layers, bit_values):
-    return inference.PackedModel(tuple(inference.pack_layer(*layer) for layer in layers), bit_values)
-
-
-def dense(layers):
-    """The same layers with every zero weight made +1 (the kernel's dense mode)."""
-    return [(np.where(weights == 0, 1, weights).astype(np.int8), *rest) for weights, *rest in layers]
-
-
 def check_exact(sizes, bit_values, thresholds, make_dense, batch, seed=0):
     layers, inputs = random_layers(np.random.default_rng(seed), sizes, bit_values, batch, thresholds)
-    layers = dense(layers) if make_dense else layers
+    layers = dense_layers(layers) if make_dense else layers
     model = packed_model(layers, bit_values)
     assert all(layer.dense == make_dense for layer in model.layers)
     expected = np.argmax(numpy_scores(layers, inputs)[-1], axis=-1)
@@ -108,8 +99,8 @@ def test_the_avx512_kernels_compile(tmp_path, march):
 CHILD = """
 import numpy as np
 from bitnet.deploy import backends, inference, native
-from tests.test_native import check_exact, packed_model
-from tests.helpers import random_layers
+from tests.test_native import check_exact
+from tests.helpers import packed_model, random_layers
 built, detail = native.status()
 print("STATUS", built, detail)
 layers, inputs = random_layers(np.random.default_rng(0), (40, 33, 10), "bipolar", 5)
