@@ -83,7 +83,7 @@ def exactness(model: inference.PackedModel, inputs: jax.Array, reference: np.nda
 
 def timed_paths(model: inference.PackedModel, width: int) -> dict[str, tuple]:
     """(function, weights) of every backend and of the float32 MLP of the model's shape (random weights)."""
-    sizes = inference.layer_sizes(model)
+    sizes = model.layer_sizes
     float_model = models.MLP(hidden_sizes=tuple(sizes[1:-1]), num_classes=sizes[-1], mode="float")
     params = float_model.init(jax.random.key(0), jnp.zeros((1, width), jnp.float32))["params"]
     matmul = functools.partial(inference.matmul_predict, input_bits=model.input_bits)
@@ -127,7 +127,7 @@ def check_model(path: str, images: np.ndarray, labels: np.ndarray, batch_sizes: 
     encoded = encodings.get_encoding(meta["encoding"], meta["thresholds"])(images)
     start = time.perf_counter()
     reference = cpu_reference(model, encoded)
-    result: dict[str, Any] = {"npz": path, "format": str(arrays["format"]), "layer_sizes": inference.layer_sizes(model), "published_error": meta["test_error"]}
+    result: dict[str, Any] = {"npz": path, "format": str(arrays["format"]), "layer_sizes": model.layer_sizes, "published_error": meta["test_error"]}
     result["cpu_popcount_error"] = float(np.mean(reference != labels))
     result["cpu_reference_seconds"] = time.perf_counter() - start
     inputs = jnp.asarray(encoded, jnp.float32)

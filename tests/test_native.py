@@ -23,7 +23,7 @@ def check_exact(sizes, bit_values, thresholds, make_dense, batch, seed=0):
     model = packed_model(layers, bit_values)
     assert all(layer.dense == make_dense for layer in model.layers)
     expected = np.argmax(numpy_scores(layers, inputs)[-1], axis=-1)
-    got = np.asarray(native.native_predict(model, inputs))
+    got = np.asarray(native.native_predict(model.native_model, inputs))
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, expected)
 
@@ -48,6 +48,24 @@ def test_native_splits_a_batch_into_chunks_over_threads():
 
 
 @requires_native
+@pytest.mark.parametrize("bit_values", ["bipolar", "binary"])
+@pytest.mark.parametrize("batch", [2, 9])
+def test_native_widens_byte_counts_on_long_rows(bit_values, batch):
+    """8200 inputs, 257 words a row: more words than byte counts hold before they are widened, in both kernels."""
+    check_exact((8200, 40, 10), bit_values, False, False, batch)
+
+
+@requires_native
+def test_the_kernel_refuses_a_layout_outside_its_buffer():
+    """The kernel checks every array of a NativeModel lies inside its buffer: an error, never a read past it."""
+    layers, inputs = random_layers(np.random.default_rng(4), (40, 33, 10), "bipolar", 3)
+    model = packed_model(layers, "bipolar").native_model
+    short = native.NativeModel(model.words[:-1], model.layout, model.n_in)
+    with pytest.raises(Exception, match="layer 1: an array lies outside the model buffer"):
+        np.asarray(native.native_predict(short, inputs))
+
+
+@requires_native
 def test_native_is_chosen_on_the_cpu_and_refuses_bad_inputs():
     layers, inputs = random_layers(np.random.default_rng(3), (40, 33, 10), "bipolar", 20)
     model = packed_model(layers, "bipolar")
@@ -55,10 +73,10 @@ def test_native_is_chosen_on_the_cpu_and_refuses_bad_inputs():
     assert inference.runnable_backends("cpu") == ("popcount", "native", "int8", "bf16")
     np.testing.assert_array_equal(inference.packed_predict(model, inputs), inference.packed_predict(model, inputs, "popcount"))
     with pytest.raises(ValueError, match=r"inputs must be \[batch, 40\]"):
-        native.native_predict(model, inputs[:, :39])
+        native.native_predict(model.native_model, inputs[:, :39])
     with pytest.raises(ValueError, match="predictions only"):
         inference.packed_scores(model, inputs, "native")
-    np.testing.assert_array_equal(native.native_predict(model, inputs[:0]), np.zeros(0, np.int32))
+    np.testing.assert_array_equal(native.native_predict(model.native_model, inputs[:0]), np.zeros(0, np.int32))
 
 
 def test_the_backend_rule_with_and_without_native():

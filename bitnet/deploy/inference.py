@@ -85,6 +85,16 @@ class PackedModel:
     layers: tuple[PackedLayer, ...]
     input_bits: str = flax.struct.field(pytree_node=False)  # "bipolar" or "binary"
 
+    @functools.cached_property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """(n_in, hidden..., n_out)."""
+        return (self.layers[0].n_in, *(layer.n_out for layer in self.layers))
+
+    @functools.cached_property
+    def native_model(self) -> native.NativeModel:
+        """The model as the native kernel reads it (one buffer), made on first use and kept with the model."""
+        return native.prepare(self)
+
 
 def pack_layer(
     weights: np.ndarray, bias: np.ndarray, polarity: np.ndarray | None = None, threshold: np.ndarray | None = None
@@ -360,24 +370,31 @@ def matmul_predict(layers: tuple[MatmulLayer, ...], inputs: jax.Array, input_bit
     return jnp.argmax(_matmul_forward(layers, inputs, input_bits)[-1], axis=-1)
 
 
-def layer_sizes(model: PackedModel) -> list[int]:
-    """[n_in, hidden..., n_out] of a packed MLP."""
-    return [model.layers[0].n_in, *(layer.n_out for layer in model.layers)]
+@functools.cache
+def default_platform() -> str:
+    """JAX's default backend, asked once: it is fixed once JAX has started, and asking costs tens of
+    microseconds when caches are cold, a sixth of a packed call at batch 1."""
+    return jax.default_backend()
 
 
 def runnable_backends(platform: str | None = None) -> tuple[str, ...]:
     """Every backend that runs on `platform` (default: JAX's default backend) here: native where it built."""
-    platform = platform or jax.default_backend()
+    platform = platform or default_platform()
     return tuple(name for name in backends.platform_backends(platform) if name != backends.NATIVE or native.available())
 
 
 def backend_for(model: PackedModel, batch: int, backend: str = backends.AUTO, platform: str | None = None) -> str:
     """The backend `packed_predict` runs for `batch` inputs on `platform` (default: JAX's default backend).
     Where the native backend may be chosen (auto on a CPU, or asked for) it is built first, once."""
-    platform = platform or jax.default_backend()
+    platform = platform or default_platform()
     asks_native = backend == backends.NATIVE or (backend == backends.AUTO and platform == "cpu")
     built, detail = native.status() if asks_native else (False, "")
-    return backends.resolve_backend(backend, platform, batch, layer_sizes(model), built, detail)
+    return _resolved(backend, platform, batch, model.layer_sizes, built, detail)
+
+
+# resolve_backend is a pure function of hashable arguments here: asked once per shape, as a call at
+# batch 1 is short enough for its Python to count (tens of microseconds when its caches are cold)
+_resolved = functools.lru_cache(maxsize=4096)(backends.resolve_backend)
 
 
 @functools.partial(jax.jit, static_argnames="backend", compiler_options=COMPILER_OPTIONS)
@@ -409,7 +426,7 @@ def packed_predict(model: PackedModel, inputs: jax.Array, backend: str = backend
     batch over the local CPU devices (`split_devices`)."""
     backend = backend_for(model, inputs.shape[0], backend)
     if backend == backends.NATIVE:
-        return native.native_predict(model, inputs)
+        return native.native_predict(model.native_model, inputs)
     if backend != backends.POPCOUNT:
         return matmul_predict(matmul_layers(model, backend), inputs, model.input_bits)
     devices = split_devices(inputs.shape[0])
@@ -423,7 +440,7 @@ def split_devices(batch: int) -> tuple[jax.Device, ...]:
     as get SPLIT_ROWS rows each (none below two). XLA runs one device's XOR-popcount loops on one
     thread (a matmul alone uses every core), so a process that should use all its cores asks JAX for
     one CPU device per core (`jax_num_cpu_devices`, as the entry points in experiments/ do)."""
-    if jax.default_backend() != "cpu":
+    if default_platform() != "cpu":
         return ()
     devices = tuple(jax.local_devices(backend="cpu"))[: batch // SPLIT_ROWS]
     return devices if len(devices) > 1 else ()

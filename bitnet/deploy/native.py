@@ -8,6 +8,8 @@ mixed CPUs) against the XLA FFI headers that ship with jaxlib, cached under `$BI
 (default `~/.cache/bitnet/native`) by a key of source, compiler, flags, jaxlib and CPU, and
 registered with `jax.ffi` (~10 s the first time). Where it cannot be built `status()` says why (also
 logged) and "auto" picks the XLA popcount backend instead; the integers are the same either way.
+The kernel reads a model as one buffer (`prepare`, a `NativeModel`), which `PackedModel.native_model`
+makes once per model: a call passes two arrays, inputs and model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import jaxlib
@@ -120,37 +123,79 @@ def available() -> bool:
     return status()[0]
 
 
-def layer_operands(model) -> tuple[list[jax.Array], tuple[int, ...], tuple[int, ...]]:
-    """The kernel's six buffers per layer (sign, mask, bias, nonzeros, polarity, threshold: the packed
-    layer's own arrays, so a call runs no XLA operation besides the kernel), each layer's mode and
-    whether it has threshold neurons."""
-    operands, modes, thresholds = [], [], []
+@flax.struct.dataclass
+class NativeModel:
+    """A packed model as the kernel reads it: every layer's arrays in one buffer, so that a call passes
+    two arrays (inputs, model) instead of six per layer. Per layer, at the offsets in `layout`,
+    with the layer's neurons padded to `padded`, a multiple of 32 (padding neurons: zero weights,
+    never firing):
+        base       int32 [padded]          a = base + factor * total: bias + popcount(mask) (n_in if
+                                           dense), or bias - 32 * words for 0/1 inputs (factor +1)
+        polarity   int32 [padded]          +1 or -1, and
+        threshold  int32 [padded]          a hidden bit is 1 where polarity * a >= threshold (sign
+                                           neurons: +1 and 0)
+        sign       uint32 [padded, words]  the packed layer's sign words
+        other      uint32 [padded, words]  its mask, or for 0/1 inputs the -1 weights (mask AND NOT
+                                           sign); a dense layer has none (its offset is sign's)
+    `layout` holds LAYOUT_FIELDS integers per layer: mode, n_out, padded, words, and the offsets (in
+    uint32 words) of base, polarity, threshold, sign and other."""
+
+    words: jax.Array  # uint32 [size]
+    layout: tuple[int, ...] = flax.struct.field(pytree_node=False)
+    n_in: int = flax.struct.field(pytree_node=False)
+
+
+LAYOUT_FIELDS = 9
+ALIGN_WORDS = 16  # every array starts on a 64-byte boundary
+
+
+def prepare(model) -> NativeModel:
+    """The kernel's form of a bitnet.deploy.inference.PackedModel (made once; PackedModel.native_model keeps it)."""
+    pieces: list[np.ndarray] = []
+    size = 0
+
+    def place(array: np.ndarray) -> int:
+        nonlocal size
+        gap = -size % ALIGN_WORDS
+        pieces.extend([np.zeros(gap, np.uint32), np.ascontiguousarray(array).view(np.uint32).ravel()])
+        size += gap
+        at, size = size, size + pieces[-1].size
+        return at
+
+    layout: list[int] = []
     for index, layer in enumerate(model.layers):
         binary = index == 0 and model.input_bits == "binary"
-        modes.append(BINARY if binary else DENSE if layer.dense else MASKED)
-        thresholds.append(int(layer.threshold is not None))
-        numbers = [layer.bias, layer.nonzeros, *((layer.polarity, layer.threshold) if thresholds[-1] else (layer.bias, layer.bias))]
-        operands += [jnp.asarray(layer.sign, jnp.uint32), jnp.asarray(layer.mask, jnp.uint32), *(jnp.asarray(n, jnp.int32) for n in numbers)]
-    return operands, tuple(modes), tuple(thresholds)
+        mode = BINARY if binary else DENSE if layer.dense else MASKED
+        n_out, words = layer.sign.shape
+        padded = -(-n_out // 32) * 32
+        pad = lambda values, fill, dtype: np.concatenate([np.asarray(values, dtype), np.full((padded - n_out, *np.shape(values)[1:]), fill, dtype)])  # noqa: E731
+        sign, mask = np.asarray(layer.sign, np.uint32), np.asarray(layer.mask, np.uint32)
+        count = -32 * words if binary else layer.n_in if layer.dense else np.asarray(layer.nonzeros, np.int64)
+        polarity = np.ones(n_out, np.int32) if layer.threshold is None else layer.polarity
+        threshold = np.zeros(n_out, np.int32) if layer.threshold is None else layer.threshold
+        offsets = [place(pad(np.asarray(layer.bias, np.int64) + count, 0, np.int32)), place(pad(polarity, 1, np.int32)),
+                   place(pad(threshold, np.iinfo(np.int32).max, np.int32)), place(pad(sign, 0, np.uint32))]
+        offsets.append(offsets[-1] if mode == DENSE else place(pad(mask & ~sign if binary else mask, 0, np.uint32)))
+        layout += [mode, n_out, padded, words, *offsets]
+    return NativeModel(jnp.asarray(np.concatenate(pieces)), tuple(layout), model.layers[0].n_in)
 
 
-def native_predict(model, inputs: jax.Array) -> jax.Array:
+def native_predict(model: NativeModel, inputs: jax.Array) -> jax.Array:
     """Class predictions int32 [batch] from encoded inputs [batch, n_in] (a bit is value > 0) by the
     native kernel (built and registered on the first call; a RuntimeError says why where it cannot be)."""
     built, detail = status()
     if not built:
         raise RuntimeError(f"the native backend is unavailable here ({detail}); use backend 'popcount'")
-    n_in = model.layers[0].n_in
-    if jnp.ndim(inputs) != 2 or jnp.shape(inputs)[1] != n_in:
-        raise ValueError(f"inputs must be [batch, {n_in}] for this model, got shape {tuple(jnp.shape(inputs))}")
+    shape = inputs.shape if hasattr(inputs, "shape") else np.shape(inputs)  # an array's own attribute: cheaper at batch 1
+    if len(shape) != 2 or shape[1] != model.n_in:
+        raise ValueError(f"inputs must be [batch, {model.n_in}] for this model, got shape {tuple(shape)}")
     return _native_predict(model, inputs)
 
 
 @jax.jit
-def _native_predict(model, inputs: jax.Array) -> jax.Array:
+def _native_predict(model: NativeModel, inputs: jax.Array) -> jax.Array:
     inputs = jnp.asarray(inputs)
     if inputs.dtype != jnp.float32:
         inputs = (inputs > 0).astype(jnp.float32)
-    operands, modes, thresholds = layer_operands(model)
     call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((inputs.shape[0],), jnp.int32), vmap_method="sequential")
-    return call(inputs, *operands, modes=np.asarray(modes, np.int64), thresholds=np.asarray(thresholds, np.int64))
+    return call(inputs, model.words, layout=np.asarray(model.layout, np.int64))

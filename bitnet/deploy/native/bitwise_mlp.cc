@@ -2,16 +2,19 @@
 // CPU (bitnet/deploy/native.py builds this file with the system C++ compiler, -O3 -march=native,
 // and registers it with jax.ffi; issue #24).
 //
-// Call: inputs float32 [batch, n_in] (a bit is value > 0, as bitnet.deploy.packing.pack_bits), then
-// six buffers per layer, a bitnet.deploy.inference.PackedLayer's as they are:
-//   sign      uint32 [n_out, words]  bit = 1 where the weight is +1 (bitnet-packed bit order)
-//   mask      uint32 [n_out, words]  bit = 1 where the weight is nonzero
-//   bias, nonzeros                   int32 [n_out]: b, and popcount of each mask row
-//   polarity, threshold              int32 [n_out]: threshold neurons output +1 where
-//                                    polarity * a >= threshold (any int32 [n_out] for sign neurons)
-// and the attributes `modes` (per layer 0 dense, 1 masked, 2 0/1 inputs) and `thresholds` (per
-// layer 1 for threshold neurons, 0 for sign(a), sign(0) = +1). The integers a = base + factor * total
-// are those of bitnet.deploy.inference:
+// Call: inputs float32 [batch, n_in] (a bit is value > 0, as bitnet.deploy.packing.pack_bits) and
+// the model, one uint32 buffer holding every layer's arrays (bitnet.deploy.native.NativeModel: two
+// arguments a call, which matters at batch 1), with the attribute `layout`: per layer mode (0 dense,
+// 1 masked, 2 0/1 inputs), n_out, padded (n_out rounded up to a multiple of 32), words, and the
+// offsets in the buffer of
+//   base       int32 [padded]          a = base + factor * total
+//   polarity   int32 [padded]          +1 or -1, and
+//   threshold  int32 [padded]          a hidden neuron's bit is 1 where polarity * a >= threshold
+//                                      (sign neurons +1 and 0: sign(0) = +1; padding never fires)
+//   sign       uint32 [padded, words]  bit = 1 where the weight is +1 (bitnet-packed bit order)
+//   other      uint32 [padded, words]  bit = 1 where the weight is nonzero (the mask), or for 0/1
+//                                      inputs where it is -1; a dense layer's is its sign
+// The integers a are those of bitnet.deploy.inference:
 //   bipolar inputs, factor -2: total = popcount((x XOR w) AND m), base = b + popcount(m) (n_in if dense)
 //   0/1 inputs, factor +1: total = popcount(x AND w) + popcount(NOT(x AND n)) with n = m AND NOT w
 //     (the -1 weights), base = b - 32 * words
@@ -19,7 +22,8 @@
 //
 // Two kernels, both exact:
 //   row kernel     (batch <= kRowKernelMaxBatch) each neuron's stored row of words against each
-//                  input row, a vector of words at a time: no rearranging of the planes, for a few rows.
+//                  input row, a vector of words at a time, kLanes neurons at a time whose sums are
+//                  then added across lanes into one vector: no rearranging of the planes, for a few rows.
 //   column kernel  the planes transposed once per call into blocks of kBlockNeurons neurons,
 //                  [blocks, words, kPlanes, kBlockNeurons]; a register block of kBlockRows input
 //                  rows x kBlockVectors vectors of neurons: each weight vector loaded once for
@@ -27,8 +31,9 @@
 //                  register blocking XLA's loop fusion does not do). Popcounts are byte lookups
 //                  (AVX2 / AVX-512BW vpshufb) on words stored as nibble planes (kPlanes), added as
 //                  bytes and widened to 32-bit lanes every few words; with AVX-512 VPOPCNTDQ, 32-bit
-//                  lane counts directly. A hidden layer's outputs are packed into the next layer's
-//                  words by a vector compare and movemask.
+//                  lane counts directly.
+// Both kernels pack a hidden layer's outputs into the next layer's words by a vector compare and
+// movemask (Emit).
 // Batches run in chunks of rows, every layer of a chunk on one thread, the chunks spread over XLA's
 // CPU thread pool.
 
@@ -206,44 +211,46 @@ int WidenEvery(int words) {
   return (words + widenings - 1) / widenings;
 }
 
-// One layer's operands and, for the column kernel, its planes and per-neuron numbers in blocks.
+// One layer: views of its arrays in the model buffer and, for the column kernel, its planes in blocks.
 struct Layer {
   int64_t mode;
-  int n_out, words, out_words, blocks;
-  const uint32_t* sign;
-  const uint32_t* mask;
-  std::vector<int32_t> base, polarity, threshold;  // [n_out]
-  std::vector<uint32_t> sign_blocks, other_blocks;  // [blocks, words, kPlanes, kBlockNeurons]
-  std::vector<int32_t> base_padded, negate_padded, threshold_padded;  // [blocks * kBlockNeurons]
-  int factor() const { return mode == kBinary ? 1 : -2; }
-  // The word o of WordCount for neuron n, word k: the mask, or the -1 weights for 0/1 inputs.
-  uint32_t Other(int n, int k) const {
-    size_t i = (size_t)n * words + k;
-    return mode == kBinary ? mask[i] & ~sign[i] : mask[i];
-  }
+  int n_out, padded, words, out_words;
+  const int32_t* base;  // [padded]: a = base + factor * total
+  const int32_t* polarity;  // [padded]: +1 or -1
+  const int32_t* threshold;  // [padded]: a hidden neuron's bit is 1 where polarity * a >= threshold
+  const uint32_t* sign;  // [padded, words]
+  const uint32_t* other;  // [padded, words]: the mask, or the -1 weights for 0/1 inputs (sign if dense)
+  std::vector<uint32_t> sign_blocks, other_blocks;  // [padded / kBlockNeurons, words, kPlanes, kBlockNeurons]
+  int blocks() const { return padded / kBlockNeurons; }
 };
 
 void PrepareColumns(Layer& layer) {
-  const int padded = layer.blocks * kBlockNeurons;
-  layer.sign_blocks.assign((size_t)padded * layer.words * kPlanes, 0);
-  if (layer.mode != kDense) layer.other_blocks.assign((size_t)padded * layer.words * kPlanes, 0);
-  for (int n = 0; n < layer.n_out; n++) {
+  const size_t size = (size_t)layer.padded * layer.words * kPlanes;
+  layer.sign_blocks.resize(size);
+  if (layer.mode != kDense) layer.other_blocks.resize(size);
+  for (int n = 0; n < layer.padded; n++) {
     const size_t block = n / kBlockNeurons, lane = n % kBlockNeurons;
     for (int k = 0; k < layer.words; k++) {
       for (int p = 0; p < kPlanes; p++) {
-        const size_t at = ((block * layer.words + k) * kPlanes + p) * kBlockNeurons + lane;
-        layer.sign_blocks[at] = Plane(layer.sign[(size_t)n * layer.words + k], p);
-        if (layer.mode != kDense) layer.other_blocks[at] = Plane(layer.Other(n, k), p);
+        const size_t at = ((block * layer.words + k) * kPlanes + p) * kBlockNeurons + lane, word = (size_t)n * layer.words + k;
+        layer.sign_blocks[at] = Plane(layer.sign[word], p);
+        if (layer.mode != kDense) layer.other_blocks[at] = Plane(layer.other[word], p);
       }
     }
   }
-  layer.base_padded.assign(padded, 0);
-  layer.negate_padded.assign(padded, 0);
-  layer.threshold_padded.assign(padded, INT_MAX);  // padding neurons never fire: their bits stay 0
-  for (int n = 0; n < layer.n_out; n++) {
-    layer.base_padded[n] = layer.base[n];
-    layer.negate_padded[n] = layer.polarity[n] < 0 ? -1 : 0;
-    layer.threshold_padded[n] = layer.threshold[n];
+}
+
+// Outputs [first, first + kLanes) of one input row from their totals: the scores of the last layer
+// (scores [padded] of the row), else the bits of the next layer's words (next [out_words] of the row).
+template <int64_t M>
+inline void Emit(const Layer& layer, int first, IVec total, bool last, uint32_t* next, int32_t* scores) {
+  const IVec base = LoadI(layer.base + first);
+  const IVec a = M == kBinary ? base + total : base - (total + total);
+  if (last) {
+    std::memcpy(scores + first, &a, sizeof a);
+  } else {
+    const IVec negate = LoadI(layer.polarity + first) >> 31;  // -1 where the polarity is -1, else 0
+    next[first / 32] |= LaneBits(((a ^ negate) - negate) >= LoadI(layer.threshold + first)) << (first % 32);
   }
 }
 
@@ -280,33 +287,21 @@ inline void BlockTotals(const Layer& layer, const uint32_t* x, int block, Vec to
 }
 
 // R rows of the column kernel against every block: the next layer's words [R, out_words] (zeroed
-// by the caller) of a hidden layer, or the scores [R, blocks * kBlockNeurons] of the last.
+// by the caller) of a hidden layer, or the scores [R, padded] of the last.
 template <int64_t M, int R>
 void ColumnRows(const Layer& layer, const uint32_t* x, bool last, uint32_t* next, int32_t* scores) {
-  const int padded = layer.blocks * kBlockNeurons;
-  for (int block = 0; block < layer.blocks; block++) {
+  for (int block = 0; block < layer.blocks(); block++) {
     Vec totals[R][kBlockVectors];
     BlockTotals<M, R>(layer, x, block, totals);
-    for (int v = 0; v < kBlockVectors; v++) {
-      const int first = block * kBlockNeurons + v * kLanes;
-      const IVec base = LoadI(layer.base_padded.data() + first);
-      const IVec negate = LoadI(layer.negate_padded.data() + first);
-      const IVec threshold = LoadI(layer.threshold_padded.data() + first);
-      for (int r = 0; r < R; r++) {
-        const IVec total = (IVec)totals[r][v];
-        const IVec a = M == kBinary ? base + total : base - (total + total);
-        if (last)
-          std::memcpy(scores + (size_t)r * padded + first, &a, sizeof a);
-        else
-          next[(size_t)r * layer.out_words + first / 32] |= LaneBits(((a ^ negate) - negate) >= threshold) << (first % 32);
-      }
-    }
+    for (int v = 0; v < kBlockVectors; v++)
+      for (int r = 0; r < R; r++)
+        Emit<M>(layer, block * kBlockNeurons + v * kLanes, (IVec)totals[r][v], last, next + (size_t)r * layer.out_words,
+                scores + (size_t)r * layer.padded);
   }
 }
 
 template <int64_t M>
 void ColumnLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32_t* next, int32_t* scores) {
-  const int padded = layer.blocks * kBlockNeurons;
   const size_t stride = (size_t)layer.words * kPlanes;
   thread_local std::vector<uint32_t> planes;  // x [rows, words, kPlanes]
   planes.resize(rows * stride);
@@ -314,40 +309,51 @@ void ColumnLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uin
     for (int p = 0; p < kPlanes; p++) planes[i * kPlanes + p] = Plane(x[i], p);
   int r = 0;
   for (; r + kBlockRows <= rows; r += kBlockRows)
-    ColumnRows<M, kBlockRows>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
+    ColumnRows<M, kBlockRows>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
   for (; r < rows; r++)
-    ColumnRows<M, 1>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * padded);
+    ColumnRows<M, 1>(layer, planes.data() + r * stride, last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
 }
 
-// The row kernel: every neuron's row of words against each input row, a vector of words at a time
-// (the words left over one by one); same outputs as ColumnLayer (scores [rows, n_out] for the last layer).
+// Lane j of the result: the sum of the lanes of v[j] (the totals of kLanes neurons in one vector).
+inline Vec LaneSums(const Vec* v) {
+#if defined(__AVX2__) && BITNET_VECTOR_BYTES == 32
+  // pairwise sums within each 128-bit half, twice, then the halves of neurons 0-3 and 4-7 added
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32((__m256i)v[0], (__m256i)v[1]), _mm256_hadd_epi32((__m256i)v[2], (__m256i)v[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32((__m256i)v[4], (__m256i)v[5]), _mm256_hadd_epi32((__m256i)v[6], (__m256i)v[7]));
+  return (Vec)_mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+#else
+  Vec sums = {};
+  for (int j = 0; j < kLanes; j++)
+    for (int l = 0; l < kLanes; l++) sums[j] += v[j][l];
+  return sums;
+#endif
+}
+
+// The row kernel: kLanes neurons at a time, each neuron's stored row of words against each input row
+// a vector of words at a time (the words left over one by one), the neurons' sums then added across
+// lanes into one vector: no rearranging of the planes, for a few rows. Same outputs as ColumnLayer.
 template <int64_t M>
 void RowLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32_t* next, int32_t* scores) {
   const int words = layer.words, full = words / kLanes * kLanes;
   const int step = WidenEvery<M>(full / kLanes) * kLanes;  // a vector adds to each byte what a word does in ColumnLayer
-  for (int n = 0; n < layer.n_out; n++) {
-    const uint32_t* s = layer.sign + (size_t)n * words;
-    const uint32_t* m = layer.mask + (size_t)n * words;
+  for (int first = 0; first < layer.padded; first += kLanes) {
     for (int r = 0; r < rows; r++) {
       const uint32_t* xr = x + (size_t)r * words;
-      Vec lanes = {};
-      for (int k0 = 0; k0 < full; k0 += step) {
-        const int k1 = std::min(full, k0 + step);
-        Vec acc = {};
-        for (int k = k0; k < k1; k += kLanes) {
-          const Vec sv = Load(s + k), mv = Load(m + k);
-          acc += WordCount<M>(Load(xr + k), sv, M == kBinary ? mv & ~sv : mv);
+      Vec sums[kLanes];
+      for (int j = 0; j < kLanes; j++) {
+        const uint32_t* s = layer.sign + (size_t)(first + j) * words;
+        const uint32_t* o = layer.other + (size_t)(first + j) * words;
+        Vec lanes = {};
+        for (int k0 = 0; k0 < full; k0 += step) {
+          const int k1 = std::min(full, k0 + step);
+          Vec acc = {};
+          for (int k = k0; k < k1; k += kLanes) acc += WordCount<M>(Load(xr + k), Load(s + k), Load(o + k));
+          lanes += Widen(acc);
         }
-        lanes += Widen(acc);
+        for (int k = full; k < words; k++) lanes[0] += ScalarCount<M>(xr[k], s[k], o[k]);
+        sums[j] = lanes;
       }
-      int total = 0;
-      for (int l = 0; l < kLanes; l++) total += (int)lanes[l];
-      for (int k = full; k < words; k++) total += ScalarCount<M>(xr[k], s[k], layer.Other(n, k));
-      const int a = layer.base[n] + layer.factor() * total;
-      if (last)
-        scores[(size_t)r * layer.n_out + n] = a;
-      else  // without a branch: the bits are as good as random
-        next[(size_t)r * layer.out_words + n / 32] |= (uint32_t)(layer.polarity[n] * a >= layer.threshold[n]) << (n % 32);
+      Emit<M>(layer, first, (IVec)LaneSums(sums), last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
     }
   }
 }
@@ -390,18 +396,22 @@ void PackInputs(const float* inputs, int64_t n_in, int rows, uint32_t* words) {
   }
 }
 
+// A call's layers and the sizes of one row's scratch buffers.
+struct Network {
+  std::vector<Layer> layers;
+  int64_t n_in;
+  size_t most_words, most_scores;  // words of any layer's input, scores of the last layer, per row
+  bool columns;  // the column kernel, else the row kernel
+};
+
 // Predictions of rows [start, start + rows): every layer, then the argmax (ties to the lowest index).
-void PredictChunk(const std::vector<Layer>& layers, bool columns, const float* inputs, int64_t n_in, int64_t start, int rows, int32_t* out) {
+void PredictChunk(const Network& network, const float* inputs, int64_t start, int rows, int32_t* out) {
   thread_local Scratch scratch;
-  size_t most_words = Words(n_in), most_scores = 0;
-  for (const Layer& layer : layers) {
-    most_words = std::max<size_t>(most_words, layer.out_words);
-    most_scores = std::max<size_t>(most_scores, (size_t)layer.blocks * kBlockNeurons);
-  }
-  scratch.current.resize(most_words * rows);
-  scratch.next.resize(most_words * rows);
-  scratch.scores.resize(most_scores * rows);
-  PackInputs(inputs + start * n_in, n_in, rows, scratch.current.data());
+  scratch.current.resize(network.most_words * rows);
+  scratch.next.resize(network.most_words * rows);
+  scratch.scores.resize(network.most_scores * rows);
+  PackInputs(inputs + start * network.n_in, network.n_in, rows, scratch.current.data());
+  const std::vector<Layer>& layers = network.layers;
   for (size_t l = 0; l < layers.size(); l++) {
     const Layer& layer = layers[l];
     const bool last = l + 1 == layers.size();
@@ -410,16 +420,15 @@ void PredictChunk(const std::vector<Layer>& layers, bool columns, const float* i
     uint32_t* next = scratch.next.data();
     int32_t* scores = scratch.scores.data();
     switch (layer.mode) {
-      case kDense: RunLayer<kDense>(layer, columns, x, rows, last, next, scores); break;
-      case kMasked: RunLayer<kMasked>(layer, columns, x, rows, last, next, scores); break;
-      default: RunLayer<kBinary>(layer, columns, x, rows, last, next, scores); break;
+      case kDense: RunLayer<kDense>(layer, network.columns, x, rows, last, next, scores); break;
+      case kMasked: RunLayer<kMasked>(layer, network.columns, x, rows, last, next, scores); break;
+      default: RunLayer<kBinary>(layer, network.columns, x, rows, last, next, scores); break;
     }
     std::swap(scratch.current, scratch.next);
   }
   const Layer& output = layers.back();
-  const int stride = columns ? output.blocks * kBlockNeurons : output.n_out;
   for (int r = 0; r < rows; r++) {
-    const int32_t* row = scratch.scores.data() + (size_t)r * stride;
+    const int32_t* row = scratch.scores.data() + (size_t)r * output.padded;
     out[start + r] = (int32_t)(std::max_element(row, row + output.n_out) - row);
   }
 }
@@ -455,60 +464,51 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t tasks, const Body& body) {
 
 ffi::Error Invalid(const std::string& message) { return ffi::Error::InvalidArgument("bitnet native kernel: " + message); }
 
-ffi::Error BitwiseMlp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> inputs, ffi::RemainingArgs operands,
-                      ffi::ResultBuffer<ffi::S32> predictions, ffi::Span<const int64_t> modes,
-                      ffi::Span<const int64_t> thresholds) {
+constexpr int kLayoutFields = 9;  // per layer: mode, n_out, padded, words, then the offsets of base, polarity,
+                                  // threshold, sign and other in the model buffer (uint32 words)
+
+ffi::Error BitwiseMlp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> inputs, ffi::Buffer<ffi::U32> model,
+                      ffi::ResultBuffer<ffi::S32> predictions, ffi::Span<const int64_t> layout) {
   const auto dims = inputs.dimensions();
   if (dims.size() != 2) return Invalid("inputs must be [batch, n_in]");
   const int64_t batch = dims[0], n_in = dims[1];
-  if (modes.size() == 0 || thresholds.size() != modes.size() || operands.size() != 6 * modes.size())
-    return Invalid("expected 6 buffers per layer (sign, mask, bias, nonzeros, polarity, threshold), one mode and one threshold flag each");
-  std::vector<Layer> layers(modes.size());
+  if (layout.size() == 0 || layout.size() % kLayoutFields != 0) return Invalid("layout must have 9 entries per layer");
+  const uint32_t* words = model.typed_data();
+  const int64_t size = (int64_t)model.element_count();
+  Network network{std::vector<Layer>(layout.size() / kLayoutFields), n_in, (size_t)Words(n_in), 0, batch > kRowKernelMaxBatch};
   int64_t fan_in = n_in;
-  for (size_t l = 0; l < modes.size(); l++) {
+  for (size_t l = 0; l < network.layers.size(); l++) {
+    const int64_t* field = layout.begin() + kLayoutFields * l;
+    const int64_t mode = field[0], n_out = field[1], padded = field[2], row_words = field[3];
     const std::string name = "layer " + std::to_string(l) + ": ";
-    auto sign = operands.get<ffi::Buffer<ffi::U32>>(6 * l);
-    auto mask = operands.get<ffi::Buffer<ffi::U32>>(6 * l + 1);
-    std::vector<ffi::ErrorOr<ffi::Buffer<ffi::S32>>> numbers;
-    for (size_t i = 2; i < 6; i++) numbers.push_back(operands.get<ffi::Buffer<ffi::S32>>(6 * l + i));
-    if (sign.has_error() || mask.has_error() || std::any_of(numbers.begin(), numbers.end(), [](auto& b) { return b.has_error(); }))
-      return Invalid(name + "buffers must be uint32 sign and mask, int32 bias, nonzeros, polarity and threshold");
-    const auto planes = sign->dimensions();
-    if (planes.size() != 2 || !(mask->dimensions() == planes) || planes[1] != Words(fan_in))
-      return Invalid(name + "planes must be [n_out, ceil(n_in / 32)] for n_in " + std::to_string(fan_in));
-    const int64_t n_out = planes[0];
-    if (std::any_of(numbers.begin(), numbers.end(), [&](auto& b) { return b->element_count() != (size_t)n_out; }))
-      return Invalid(name + "bias, nonzeros, polarity and threshold must have n_out entries");
-    if (modes[l] < kDense || modes[l] > kBinary || (modes[l] == kBinary && l > 0))
+    if (mode < kDense || mode > kBinary || (mode == kBinary && l > 0))
       return Invalid(name + "mode must be 0 (dense) or 1 (masked), or 2 (0/1 inputs) for the first layer");
-    Layer& layer = layers[l];
-    layer.mode = modes[l];
-    layer.n_out = (int)n_out;
-    layer.words = (int)planes[1];
-    layer.out_words = Words(n_out);
-    layer.blocks = (int)((n_out + kBlockNeurons - 1) / kBlockNeurons);
-    layer.sign = sign->typed_data();
-    layer.mask = mask->typed_data();
-    const int32_t* bias = numbers[0]->typed_data();
-    const int32_t* nonzeros = numbers[1]->typed_data();
-    layer.base.resize(n_out);
-    layer.polarity.assign(n_out, 1);
-    layer.threshold.assign(n_out, 0);
-    for (int64_t n = 0; n < n_out; n++) {
-      const int64_t count = layer.mode == kBinary ? -32 * (int64_t)layer.words : layer.mode == kDense ? fan_in : nonzeros[n];
-      layer.base[n] = (int32_t)(bias[n] + count);
-      if (thresholds[l]) {
-        layer.polarity[n] = numbers[2]->typed_data()[n];
-        layer.threshold[n] = numbers[3]->typed_data()[n];
-      }
+    if (row_words != Words(fan_in)) return Invalid(name + "rows must have ceil(n_in / 32) words for n_in " + std::to_string(fan_in));
+    if (n_out <= 0 || padded < n_out || padded % 32 != 0 || padded - n_out >= 32)
+      return Invalid(name + "padded must be n_out rounded up to a multiple of 32");
+    for (int i = 4; i < kLayoutFields; i++) {
+      const int64_t length = i < 7 ? padded : padded * row_words;
+      if (field[i] < 0 || field[i] > size - length) return Invalid(name + "an array lies outside the model buffer");
     }
+    Layer& layer = network.layers[l];
+    layer.mode = mode;
+    layer.n_out = (int)n_out;
+    layer.padded = (int)padded;
+    layer.words = (int)row_words;
+    layer.out_words = Words(n_out);
+    layer.base = reinterpret_cast<const int32_t*>(words + field[4]);
+    layer.polarity = reinterpret_cast<const int32_t*>(words + field[5]);
+    layer.threshold = reinterpret_cast<const int32_t*>(words + field[6]);
+    layer.sign = words + field[7];
+    layer.other = words + field[8];
+    network.most_words = std::max<size_t>(network.most_words, layer.out_words);
     fan_in = n_out;
   }
+  network.most_scores = network.layers.back().padded;
   if (predictions->element_count() != (size_t)batch) return Invalid("predictions must be [batch]");
   if (batch == 0) return ffi::Error::Success();
-  const bool columns = batch > kRowKernelMaxBatch;
-  if (columns)
-    for (Layer& layer : layers) PrepareColumns(layer);
+  if (network.columns)
+    for (Layer& layer : network.layers) PrepareColumns(layer);
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   const int64_t per_thread = (batch + threads - 1) / threads;
   const int64_t chunk = std::min<int64_t>(kChunkRows, (per_thread + kBlockRows - 1) / kBlockRows * kBlockRows);
@@ -517,7 +517,7 @@ ffi::Error BitwiseMlp(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> inputs, ffi::R
   int32_t* out = predictions->typed_data();
   ParallelFor(pool, tasks, [&](int64_t task) {
     const int64_t start = task * chunk;
-    PredictChunk(layers, columns, data, n_in, start, (int)std::min<int64_t>(chunk, batch - start), out);
+    PredictChunk(network, data, start, (int)std::min<int64_t>(chunk, batch - start), out);
   });
   return ffi::Error::Success();
 }
@@ -528,7 +528,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BitnetBitwiseMlp, BitwiseMlp,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
+                                  .Arg<ffi::Buffer<ffi::U32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Attr<ffi::Span<const int64_t>>("modes")
-                                  .Attr<ffi::Span<const int64_t>>("thresholds"));
+                                  .Attr<ffi::Span<const int64_t>>("layout"));
