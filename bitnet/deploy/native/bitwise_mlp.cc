@@ -240,18 +240,25 @@ void PrepareColumns(Layer& layer) {
   }
 }
 
-// Outputs [first, first + kLanes) of one input row from their totals: the scores of the last layer
-// (scores [padded] of the row), else the bits of the next layer's words (next [out_words] of the row).
+// The numbers of outputs [first, first + kLanes), loaded once for every input row.
+struct Outputs {
+  int first;
+  IVec base, negate, threshold;  // negate: -1 where the polarity is -1, else 0
+};
+
+inline Outputs LoadOutputs(const Layer& layer, int first) {
+  return {first, LoadI(layer.base + first), LoadI(layer.polarity + first) >> 31, LoadI(layer.threshold + first)};
+}
+
+// Those outputs for one input row from their totals: the scores of the last layer (scores [padded]
+// of the row), else the bits of the next layer's words (next [out_words] of the row).
 template <int64_t M>
-inline void Emit(const Layer& layer, int first, IVec total, bool last, uint32_t* next, int32_t* scores) {
-  const IVec base = LoadI(layer.base + first);
-  const IVec a = M == kBinary ? base + total : base - (total + total);
-  if (last) {
-    std::memcpy(scores + first, &a, sizeof a);
-  } else {
-    const IVec negate = LoadI(layer.polarity + first) >> 31;  // -1 where the polarity is -1, else 0
-    next[first / 32] |= LaneBits(((a ^ negate) - negate) >= LoadI(layer.threshold + first)) << (first % 32);
-  }
+inline void Emit(const Outputs& out, IVec total, bool last, uint32_t* next, int32_t* scores) {
+  const IVec a = M == kBinary ? out.base + total : out.base - (total + total);
+  if (last)
+    std::memcpy(scores + out.first, &a, sizeof a);
+  else
+    next[out.first / 32] |= LaneBits(((a ^ out.negate) - out.negate) >= out.threshold) << (out.first % 32);
 }
 
 // Totals of kBlockRows (or fewer, R) rows of x [rows, words, kPlanes] against one block of neurons.
@@ -293,10 +300,11 @@ void ColumnRows(const Layer& layer, const uint32_t* x, bool last, uint32_t* next
   for (int block = 0; block < layer.blocks(); block++) {
     Vec totals[R][kBlockVectors];
     BlockTotals<M, R>(layer, x, block, totals);
-    for (int v = 0; v < kBlockVectors; v++)
+    for (int v = 0; v < kBlockVectors; v++) {
+      const Outputs out = LoadOutputs(layer, block * kBlockNeurons + v * kLanes);
       for (int r = 0; r < R; r++)
-        Emit<M>(layer, block * kBlockNeurons + v * kLanes, (IVec)totals[r][v], last, next + (size_t)r * layer.out_words,
-                scores + (size_t)r * layer.padded);
+        Emit<M>(out, (IVec)totals[r][v], last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
+    }
   }
 }
 
@@ -337,6 +345,7 @@ void RowLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32
   const int words = layer.words, full = words / kLanes * kLanes;
   const int step = WidenEvery<M>(full / kLanes) * kLanes;  // a vector adds to each byte what a word does in ColumnLayer
   for (int first = 0; first < layer.padded; first += kLanes) {
+    const Outputs out = LoadOutputs(layer, first);
     for (int r = 0; r < rows; r++) {
       const uint32_t* xr = x + (size_t)r * words;
       Vec sums[kLanes];
@@ -353,7 +362,7 @@ void RowLayer(const Layer& layer, const uint32_t* x, int rows, bool last, uint32
         for (int k = full; k < words; k++) lanes[0] += ScalarCount<M>(xr[k], s[k], o[k]);
         sums[j] = lanes;
       }
-      Emit<M>(layer, first, (IVec)LaneSums(sums), last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
+      Emit<M>(out, (IVec)LaneSums(sums), last, next + (size_t)r * layer.out_words, scores + (size_t)r * layer.padded);
     }
   }
 }
