@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -72,6 +73,8 @@ def test_native_is_chosen_on_the_cpu_and_refuses_bad_inputs():
     assert inference.backend_for(model, 20, platform="cpu") == "native"
     assert inference.runnable_backends("cpu") == ("popcount", "native", "int8", "bf16")
     np.testing.assert_array_equal(inference.packed_predict(model, inputs), inference.packed_predict(model, inputs, "popcount"))
+    under_jit = jax.jit(lambda model, inputs: inference.packed_predict(model, inputs, "native"))  # the model buffer made in the trace
+    np.testing.assert_array_equal(under_jit(model, inputs), inference.packed_predict(model, inputs, "popcount"))
     with pytest.raises(ValueError, match=r"inputs must be \[batch, 40\]"):
         native.native_predict(model.native_model, inputs[:, :39])
     with pytest.raises(ValueError, match="predictions only"):

@@ -150,16 +150,19 @@ ALIGN_WORDS = 16  # every array starts on a 64-byte boundary
 
 
 def prepare(model) -> NativeModel:
-    """The kernel's form of a bitnet.deploy.inference.PackedModel (made once; PackedModel.native_model keeps it)."""
-    pieces: list[np.ndarray] = []
+    """The kernel's form of a bitnet.deploy.inference.PackedModel (made once; PackedModel.native_model
+    keeps it). JAX operations, so that it also works on a model traced under an outer `jax.jit`."""
+    pieces: list[jax.Array] = []
     size = 0
 
-    def place(array: np.ndarray) -> int:
+    def place(values, fill: int, dtype) -> int:
+        """Appends `values` (rows padded to `padded` with `fill`) on the next 64-byte boundary; its offset."""
         nonlocal size
+        values = jnp.asarray(values).astype(dtype)
+        values = jnp.concatenate([values, jnp.full((padded - values.shape[0], *values.shape[1:]), fill, dtype)])
         gap = -size % ALIGN_WORDS
-        pieces.extend([np.zeros(gap, np.uint32), np.ascontiguousarray(array).view(np.uint32).ravel()])
-        size += gap
-        at, size = size, size + pieces[-1].size
+        pieces.extend([jnp.zeros(gap, jnp.uint32), jax.lax.bitcast_convert_type(values, jnp.uint32).ravel()])
+        at, size = size + gap, size + gap + values.size
         return at
 
     layout: list[int] = []
@@ -168,16 +171,15 @@ def prepare(model) -> NativeModel:
         mode = BINARY if binary else DENSE if layer.dense else MASKED
         n_out, words = layer.sign.shape
         padded = -(-n_out // 32) * 32
-        pad = lambda values, fill, dtype: np.concatenate([np.asarray(values, dtype), np.full((padded - n_out, *np.shape(values)[1:]), fill, dtype)])  # noqa: E731
-        sign, mask = np.asarray(layer.sign, np.uint32), np.asarray(layer.mask, np.uint32)
-        count = -32 * words if binary else layer.n_in if layer.dense else np.asarray(layer.nonzeros, np.int64)
-        polarity = np.ones(n_out, np.int32) if layer.threshold is None else layer.polarity
-        threshold = np.zeros(n_out, np.int32) if layer.threshold is None else layer.threshold
-        offsets = [place(pad(np.asarray(layer.bias, np.int64) + count, 0, np.int32)), place(pad(polarity, 1, np.int32)),
-                   place(pad(threshold, np.iinfo(np.int32).max, np.int32)), place(pad(sign, 0, np.uint32))]
-        offsets.append(offsets[-1] if mode == DENSE else place(pad(mask & ~sign if binary else mask, 0, np.uint32)))
+        count = -32 * words if binary else layer.n_in if layer.dense else layer.nonzeros
+        sign_neurons = layer.threshold is None
+        offsets = [place(jnp.asarray(layer.bias, jnp.int32) + count, 0, jnp.int32),
+                   place(jnp.ones(n_out) if sign_neurons else layer.polarity, 1, jnp.int32),
+                   place(jnp.zeros(n_out) if sign_neurons else layer.threshold, np.iinfo(np.int32).max, jnp.int32),
+                   place(layer.sign, 0, jnp.uint32)]
+        offsets.append(offsets[-1] if mode == DENSE else place(layer.mask & ~layer.sign if binary else layer.mask, 0, jnp.uint32))
         layout += [mode, n_out, padded, words, *offsets]
-    return NativeModel(jnp.asarray(np.concatenate(pieces)), tuple(layout), model.layers[0].n_in)
+    return NativeModel(jnp.concatenate(pieces), tuple(layout), model.layers[0].n_in)
 
 
 def native_predict(model: NativeModel, inputs: jax.Array) -> jax.Array:
