@@ -49,9 +49,9 @@ def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native
     `native_built`: whether the native kernel (bitnet.deploy.native) is available.
 
     cpu  native where it built, else popcount. Popcount was measured 6-10x faster than int8 / bf16
-         matmuls on AVX-512; native 1.6-1.9x faster than popcount for both MLPs at batch 10000 and
-         for the wide one at every batch, as fast at batch 1 and 100 for the paper MLP, on an AVX2
-         CPU (BENCHMARKS.md).
+         matmuls on AVX-512; native 1.75-2.0x faster than popcount for both MLPs at batch 10000,
+         1.5-2.3x for the wide one at every batch, 1.7-1.9x for the paper MLP at batch 1 and as fast
+         at batch 100, on an AVX2 CPU (BENCHMARKS.md).
     tpu  bf16: every MXU generation takes bf16; int8 runs natively on v5e and later only, which
          the platform name does not tell.
     gpu  int8 when the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS), else bf16.
