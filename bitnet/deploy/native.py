@@ -182,21 +182,17 @@ def prepare(model) -> NativeModel:
     return NativeModel(jnp.concatenate(pieces), tuple(layout), model.layers[0].n_in)
 
 
+@jax.jit
 def native_predict(model: NativeModel, inputs: jax.Array) -> jax.Array:
     """Class predictions int32 [batch] from encoded inputs [batch, n_in] (a bit is value > 0) by the
-    native kernel (built and registered on the first call; a RuntimeError says why where it cannot be)."""
+    native kernel (built and registered on the first call; a RuntimeError says why where it cannot be).
+    The checks run when a shape is first traced, not on every call: at batch 1 each Python step counts."""
     built, detail = status()
     if not built:
         raise RuntimeError(f"the native backend is unavailable here ({detail}); use backend 'popcount'")
-    shape = inputs.shape if hasattr(inputs, "shape") else np.shape(inputs)  # an array's own attribute: cheaper at batch 1
-    if len(shape) != 2 or shape[1] != model.n_in:
-        raise ValueError(f"inputs must be [batch, {model.n_in}] for this model, got shape {tuple(shape)}")
-    return _native_predict(model, inputs)
-
-
-@jax.jit
-def _native_predict(model: NativeModel, inputs: jax.Array) -> jax.Array:
     inputs = jnp.asarray(inputs)
+    if inputs.ndim != 2 or inputs.shape[1] != model.n_in:
+        raise ValueError(f"inputs must be [batch, {model.n_in}] for this model, got shape {inputs.shape}")
     if inputs.dtype != jnp.float32:
         inputs = (inputs > 0).astype(jnp.float32)
     call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((inputs.shape[0],), jnp.int32), vmap_method="sequential")
