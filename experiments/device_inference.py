@@ -17,6 +17,12 @@ speed-up over float32, and the issue's targets (>= 2x float32 at batch 10,000; t
 batch 1 no slower than float32). Needs JAX, flax, optax, absl and ml_collections (the device image
 lacks only the last: experiments/device_inference.sh installs it from carried wheels); MNIST is read
 by `bitnet.input.idx` (no tensorflow-datasets).
+
+Then a Pallas probe (--pallas_probe): one hidden layer's integer sums [batch, n] as a Pallas kernel
+of XOR + popcount on packed words (`pallas_xor_scores`, lowered through Triton on a GPU), checked
+exact against the int8 matmul and timed beside it and the float32 matmul of the same shape: whether
+a popcount kernel on the general-purpose cores can beat the tensor cores (issue #24 asks). A failure
+to lower or run is recorded in the JSON, not raised.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 from absl import app, flags
 
 from bitnet.core import encodings, models
-from bitnet.deploy import backends, export, inference
+from bitnet.deploy import backends, export, inference, packing
 from bitnet.input import idx
 from bitnet.training import steps
 from experiments import timing
@@ -51,6 +57,7 @@ _MODELS = flags.DEFINE_list("models", list(MODELS), f"Published models to check 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "10000"], "Timed batch sizes (at most the 10,000 test images).")
 _REPEATS = flags.DEFINE_integer("repeats", 100, "Most timed calls per path and batch (at least 3).")
 _BUDGET = flags.DEFINE_float("budget_seconds", 0.5, "Timed seconds aimed at per path and batch; caps the repeats of slow calls.")
+_PALLAS = flags.DEFINE_bool("pallas_probe", True, "Also time a Pallas XOR + popcount layer against the int8 and float32 matmuls.")
 _OUT = flags.DEFINE_string("out", None, "Write the JSON here too (on the device: $OUT/device_inference.json).")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,6 +144,69 @@ def check_model(path: str, images: np.ndarray, labels: np.ndarray, batch_sizes: 
     return result
 
 
+PALLAS_CHUNK = 8  # words per step of the kernel's loop: the [rows, neurons, chunk] XOR block stays in registers
+
+
+def padded_words(words: jax.Array) -> jax.Array:
+    """uint32 words [rows, k] zero-padded to a power of two >= PALLAS_CHUNK (Triton's blocks are powers of two);
+    zero words XOR to zero, so the sums do not change."""
+    k = words.shape[1]
+    return jnp.pad(words, ((0, 0), (0, max(PALLAS_CHUNK, 1 << (k - 1).bit_length()) - k)))
+
+
+def pallas_xor_scores(x_words: jax.Array, w_words: jax.Array, n_bits: int, block: int = 32, interpret: bool = False) -> jax.Array:
+    """int32 [rows, n_out] = n_bits - 2 popcount(x ^ w) summed over words: the +-1 dot products of packed
+    rows x [rows, k] and w [n_out, k] (k a power of two; rows and n_out multiples of `block`), as a Pallas kernel."""
+    from jax.experimental import pallas as pl  # only this probe uses Pallas
+
+    rows, k = x_words.shape
+    chunks = k // PALLAS_CHUNK
+
+    def kernel(x_ref, w_ref, out_ref):
+        def step(c, total):
+            x = jax.lax.bitcast_convert_type(x_ref[:, pl.ds(c * PALLAS_CHUNK, PALLAS_CHUNK)], jnp.int32)
+            w = jax.lax.bitcast_convert_type(w_ref[:, pl.ds(c * PALLAS_CHUNK, PALLAS_CHUNK)], jnp.int32)
+            return total + jnp.sum(jax.lax.population_count(x[:, None, :] ^ w[None, :, :]), axis=-1)
+
+        differing = jax.lax.fori_loop(0, chunks, step, jnp.zeros((block, block), jnp.int32))
+        out_ref[...] = n_bits - 2 * differing
+
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((rows, w_words.shape[0]), jnp.int32),
+        grid=(rows // block, w_words.shape[0] // block),
+        in_specs=[pl.BlockSpec((block, k), lambda i, j: (i, 0)), pl.BlockSpec((block, k), lambda i, j: (j, 0))],
+        out_specs=pl.BlockSpec((block, block), lambda i, j: (i, j)),
+        interpret=interpret,
+    )(x_words, w_words)
+
+
+def pallas_probe(shapes: list[tuple[int, int]], repeats: int, budget: float, interpret: bool = False) -> dict[str, Any]:
+    """Per (batch, width): one width x width +-1 layer as the Pallas kernel, the int8 matmul and the float32 matmul
+    (random signs), the Pallas sums checked against int8's, each timed; or the error that stopped it."""
+    result: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    for batch, width in shapes:
+        key = f"{batch}x{width}"
+        try:
+            x_signs = rng.choice(np.array([-1, 1], np.int8), (batch, width))
+            w_signs = rng.choice(np.array([-1, 1], np.int8), (width, width))
+            x_words = padded_words(packing.pack_bits(jnp.asarray(x_signs)))
+            w_words = padded_words(packing.pack_bits(jnp.asarray(w_signs)))
+            pallas = jax.jit(functools.partial(pallas_xor_scores, n_bits=width, interpret=interpret))
+            int8 = jax.jit(lambda x, w: jax.lax.dot_general(x, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32))
+            float32 = jax.jit(lambda x, w: x @ w.T)
+            x8, w8 = jnp.asarray(x_signs), jnp.asarray(w_signs)
+            exact = bool(np.array_equal(np.asarray(pallas(x_words, w_words)), np.asarray(int8(x8, w8))))
+            calls = {"pallas": (pallas, (x_words, w_words)), "int8": (int8, (x8, w8)), FLOAT32: (float32, (x8.astype(jnp.float32), w8.astype(jnp.float32)))}
+            seconds = {name: value for name, (value, _) in timing.interleaved_medians(calls, repeats, budget).items()}
+            result[key] = {"exact": exact, "seconds": seconds, "pallas_over_int8": seconds["int8"] / seconds["pallas"]}
+        except Exception as error:  # noqa: BLE001 -- a probe: what failed is the finding
+            result[key] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]}
+        print(f"  pallas probe {key}: {result[key]}", flush=True)
+    return result
+
+
 def targets(results: dict[str, Any]) -> dict[str, Any]:
     """Issue #24's targets, per model: auto >= 2x float32 at the largest batch; the paper MLP's auto at batch 1 no slower."""
     met = {}
@@ -166,6 +236,9 @@ def main(argv):
         output["models"][name] = check_model(MODELS[name], images, labels, batch_sizes, _REPEATS.value, _BUDGET.value)
     output["all_exact"] = all(entry["exact"] for result in output["models"].values() for entry in result["backends"].values())
     output["targets"] = targets(output["models"])
+    if _PALLAS.value:
+        print("pallas probe (one +-1 layer):", flush=True)
+        output["pallas_probe"] = pallas_probe([(10_000, 1024), (10_000, 4096)], _REPEATS.value, _BUDGET.value)
     output["device"]["load_average_1min_at_end"] = os.getloadavg()[0]
     output["total_seconds"] = time.perf_counter() - start
     line = json.dumps(output, sort_keys=True)

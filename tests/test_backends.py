@@ -141,3 +141,11 @@ def test_evaluation_names_the_backend_it_ran(test_split):
     forced, name = evaluate.packed_run(arrays, meta, images[:50], "bf16")
     assert (chosen, name) == ("native" if native.available() else "popcount", "bf16")
     np.testing.assert_array_equal(auto, forced)
+
+
+def test_the_pallas_probe_kernel_gives_the_int8_sums_in_interpret_mode():
+    """experiments/device_inference.py's Pallas XOR + popcount layer (run for real on a lent GPU): exact on the CPU."""
+    from experiments import device_inference
+
+    result = device_inference.pallas_probe([(64, 96)], repeats=3, budget=0.01, interpret=True)
+    assert result["64x96"]["exact"] is True, result
