@@ -54,9 +54,18 @@ def require_matplotlib() -> None:
 STAGE_TITLES = {"float": "float nets", "compressed": "stage 1: compressed", "bitwise": "stage 2: bitwise"}
 
 
-def panels(curves: dict[str, list[dict]]) -> list[str]:
-    """The stages (in STAGE_TITLES order) that have a validated epoch in some run's metrics: one panel each."""
-    return [stage for stage in STAGE_TITLES if any(m["stage"] == stage and m["val_error"] is not None for lines in curves.values() for m in lines)]
+CURVE_LABELS = {"val_error": "validation error", "train_error": "training error (no validation split)"}
+
+
+def curve_metric(curves: dict[str, list[dict]]) -> str:
+    """What the curves show: validation error, or training error where no run has a validated epoch (a final fit
+    on every training image, `data.validation_size = 0`)."""
+    return "val_error" if any(m.get("val_error") is not None for lines in curves.values() for m in lines) else "train_error"
+
+
+def panels(curves: dict[str, list[dict]], metric: str = "val_error") -> list[str]:
+    """The stages (in STAGE_TITLES order) that have an epoch with `metric` in some run's metrics: one panel each."""
+    return [stage for stage in STAGE_TITLES if any(m["stage"] == stage and m.get(metric) is not None for lines in curves.values() for m in lines)]
 
 
 def percent_label(value: float, position=None) -> str:
@@ -71,20 +80,21 @@ def minor_percent_label(value: float, position=None) -> str:
 
 
 def _plot(curves: dict[str, list[dict]], path: str) -> None:
-    """Validation error per epoch of each stage that has runs, one line per run (label -> its metrics lines)."""
+    """`curve_metric`'s error per epoch of each stage that has runs, one line per run (label -> its metrics lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    stages = panels(curves)
+    metric = curve_metric(curves)
+    stages = panels(curves, metric)
     figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 4.5), sharey=True, squeeze=False)
     for axis, stage in zip(axes[0], stages):
         for label, metrics in curves.items():
-            lines = [m for m in metrics if m["stage"] == stage and m["val_error"] is not None]
+            lines = [m for m in metrics if m["stage"] == stage and m.get(metric) is not None]
             if lines:
-                axis.plot([m["epoch"] for m in lines], [100 * m["val_error"] for m in lines], label=label)
+                axis.plot([m["epoch"] for m in lines], [100 * m[metric] for m in lines], label=label)
         axis.set_title(STAGE_TITLES[stage])
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
@@ -95,7 +105,7 @@ def _plot(curves: dict[str, list[dict]], path: str) -> None:
     for axis in axes[0]:
         axis.yaxis.set_major_formatter(FuncFormatter(percent_label))
         axis.yaxis.set_minor_formatter(FuncFormatter(percent_label if high / low <= 12 else minor_percent_label))
-    axes[0][0].set_ylabel("validation error")
+    axes[0][0].set_ylabel(CURVE_LABELS[metric])
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 

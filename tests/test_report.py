@@ -16,6 +16,13 @@ def test_only_the_stages_with_runs_get_a_panel():
     assert report.panels({"f": lines("float", [0.03]) + lines("compressed", [None])}) == ["float"]  # no validation: no panel
 
 
+def test_a_sweep_without_validation_draws_its_training_error():
+    final_fit = [{"stage": stage, "epoch": 1, "val_error": None, "train_error": 0.01} for stage in ("compressed", "bitwise")]
+    assert report.curve_metric({"a": final_fit}) == "train_error"
+    assert report.panels({"a": final_fit}, "train_error") == ["compressed", "bitwise"]
+    assert report.curve_metric({"a": final_fit, "b": lines("bitwise", [0.02])}) == "val_error"
+
+
 def test_log_axis_ticks_read_as_plain_percentages():
     assert [report.percent_label(value) for value in (1, 2, 6, 0.5, 10, 1.5)] == ["1 %", "2 %", "6 %", "0.5 %", "10 %", "1.5 %"]
     assert [report.minor_percent_label(value) for value in (2, 3, 5, 7, 20, 50, 0.2, 0.3)] == ["2 %", "", "5 %", "", "20 %", "50 %", "0.2 %", ""]
