@@ -41,7 +41,7 @@ TABLE1_ROWS = (
     registry.Row("bitwise, paper protocol, stage 1 300 epochs at 3e-4 + 100 (`sweep_table1_long`)", ("sweep_table1_long",), (("run_kind", "bitwise"),)),
     registry.Row("bitwise, the same as a final fit, 60,000 (last states, no validation; `sweep_table1_final_fit`)", ("sweep_table1_final_fit",)),
 )
-SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations", "sweep_fixed2_01", "sweep_binary_bn", "sweep_binary_bn_long", "sweep_width", "sweep_binary_bn_4096", "sweep_table1_long")
+SWEEPS = ("sweep_table1", "sweep_tuned", "sweep_augmented", "augmented", "sweep_ablations", "sweep_fixed2_01", "sweep_binary_bn", "sweep_binary_bn_long", "sweep_width", "sweep_binary_bn_4096", "sweep_table1_long", "sweep_table1_final_fit")
 
 
 def render(entries: dict[str, registry.Entry]) -> dict[str, str]:
