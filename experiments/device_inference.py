@@ -156,10 +156,13 @@ def padded_words(words: jax.Array) -> jax.Array:
 
 def pallas_xor_scores(x_words: jax.Array, w_words: jax.Array, n_bits: int, block: int = 32, interpret: bool = False) -> jax.Array:
     """int32 [rows, n_out] = n_bits - 2 popcount(x ^ w) summed over words: the +-1 dot products of packed
-    rows x [rows, k] and w [n_out, k] (k a power of two; rows and n_out multiples of `block`), as a Pallas kernel."""
+    rows x [rows, k] and w [n_out, k] (k a power of two), as a Pallas kernel over `block` x `block` tiles
+    (rows and neurons padded to whole tiles, the padding cut from the result)."""
     from jax.experimental import pallas as pl  # only this probe uses Pallas
 
-    rows, k = x_words.shape
+    (rows, k), n_out = x_words.shape, w_words.shape[0]
+    x_words = jnp.pad(x_words, ((0, -rows % block), (0, 0)))
+    w_words = jnp.pad(w_words, ((0, -n_out % block), (0, 0)))
     chunks = k // PALLAS_CHUNK
 
     def kernel(x_ref, w_ref, out_ref):
@@ -171,14 +174,15 @@ def pallas_xor_scores(x_words: jax.Array, w_words: jax.Array, n_bits: int, block
         differing = jax.lax.fori_loop(0, chunks, step, jnp.zeros((block, block), jnp.int32))
         out_ref[...] = n_bits - 2 * differing
 
-    return pl.pallas_call(
+    scores = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((rows, w_words.shape[0]), jnp.int32),
-        grid=(rows // block, w_words.shape[0] // block),
+        out_shape=jax.ShapeDtypeStruct((x_words.shape[0], w_words.shape[0]), jnp.int32),
+        grid=(x_words.shape[0] // block, w_words.shape[0] // block),
         in_specs=[pl.BlockSpec((block, k), lambda i, j: (i, 0)), pl.BlockSpec((block, k), lambda i, j: (j, 0))],
         out_specs=pl.BlockSpec((block, block), lambda i, j: (i, j)),
         interpret=interpret,
     )(x_words, w_words)
+    return scores[:rows, :n_out]
 
 
 def pallas_probe(shapes: list[tuple[int, int]], repeats: int, budget: float, interpret: bool = False) -> dict[str, Any]:

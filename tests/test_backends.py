@@ -147,5 +147,5 @@ def test_the_pallas_probe_kernel_gives_the_int8_sums_in_interpret_mode():
     """experiments/device_inference.py's Pallas XOR + popcount layer (run for real on a lent GPU): exact on the CPU."""
     from experiments import device_inference
 
-    result = device_inference.pallas_probe([(64, 96)], repeats=3, budget=0.01, interpret=True)
-    assert result["64x96"]["exact"] is True, result
+    result = device_inference.pallas_probe([(80, 100)], repeats=3, budget=0.01, interpret=True)  # partial tiles of rows and neurons
+    assert result["80x100"]["exact"] is True, result
