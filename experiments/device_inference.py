@@ -14,9 +14,9 @@ bitnet-packed-v1 and -v2) and each backend of `bitnet.deploy.backends` (popcount
   The matmul backends are timed with their weights unpacked once (`inference.matmul_layers`).
 Per model and batch the JSON gives what "auto" picks here, the fastest backend measured, each one's
 speed-up over float32, and the issue's targets (>= 2x float32 at batch 10,000; the paper MLP at
-batch 1 no slower than float32). Needs JAX, flax, optax, absl and ml_collections (the device image
-lacks only the last: experiments/device_inference.sh installs it from carried wheels); MNIST is read
-by `bitnet.input.idx` (no tensorflow-datasets).
+batch 1 no slower than float32). Needs JAX, flax, optax and absl, all in the device image (neither
+ml_collections nor tensorflow-datasets: MNIST is read by `bitnet.input.idx`); carried wheels in .whl/
+are installed by experiments/device_inference.sh when present. Measured once on an H200: BENCHMARKS.md.
 
 Then a Pallas probe (--pallas_probe): one hidden layer's integer sums [batch, n] as a Pallas kernel
 of XOR + popcount on packed words (`pallas_xor_scores`, lowered through Triton on a GPU), checked

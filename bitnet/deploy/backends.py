@@ -56,10 +56,11 @@ def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native
          the platform name does not tell.
     gpu  int8 when the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS), else bf16.
          Documented: H100 / H200 dense int8 tensor-core throughput is 2x bf16's (1979 vs 989
-         T(FL)OPS, SXM). Measured once on an H200 (BENCHMARKS.md, "On a GPU"): int8 beat bf16 only
-         for the 4096-wide MLP at batch 10000 (3.7e11 MACs: 1.39 vs 1.61 ms); at batch 1 and 100,
-         and for the paper MLP at batch 10000 (2.9e10 MACs), bf16 was as fast or faster.
-         The rule awaits the measurement of experiments/device_inference.py on a lent GPU.
+         T(FL)OPS, SXM). Measured on an H200 by experiments/device_inference.py (BENCHMARKS.md,
+         "Inference backends on an accelerator"): this rule picked the fastest backend in all eight
+         cases (four published models, batch 1 and 10000); int8 beat bf16 only for the 4096-wide
+         MLP at batch 10000 (3.7e11 MACs: 1.56-1.58 vs 1.60-1.65 ms); bf16 was faster at batch 1
+         and for the paper MLP at batch 10000 (2.9e10 MACs: 0.39-0.40 vs 0.45 ms).
     Any platform: bf16 only while every fan-in is <= BF16_MAX_FAN_IN (else int8), so auto is always exact.
     """
     if platform == "cpu":
