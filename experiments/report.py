@@ -21,6 +21,7 @@ config.json and metrics.jsonl to OUT/tuning/<sweep>/<run>/, the source of RESULT
 import json
 import math
 import os
+import re
 import shutil
 
 from absl import app, flags
@@ -114,7 +115,7 @@ def registry_key(index: dict, sweep_name: str, name: str, hardware: str) -> str:
     """<sweep>/<run>, or <sweep>/<run>@<hardware> when that name is published from other hardware."""
     key = f"{sweep_name}/{name}"
     if key in index and index[key].get("hardware") != hardware:
-        return f"{key}@{hardware.split(': ', 1)[-1].replace(' ', '_').replace('/', '_')}"
+        return f"{key}@{re.sub(r'[^A-Za-z0-9.-]+', '_', hardware.split(': ', 1)[-1])}"  # "AMD EPYC, AVX2" -> AMD_EPYC_AVX2
     return key
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from typing import Any, Callable
@@ -33,17 +32,14 @@ def interleaved_medians(calls: dict[str, tuple[Callable, tuple]], repeats: int, 
 
 
 def device_info() -> dict[str, Any]:
+    """The machine a timing ran on: JAX's device, the CPU's kind (model name and vector instruction set), load."""
+    from bitnet.workdir import provenance
+
     device = jax.devices()[0]
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
         "platform": device.platform,
         "device_kind": device.device_kind,
-        "cpu": cpu,
+        "cpu": provenance.cpu_kind(),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "load_average_1min_at_start": os.getloadavg()[0],

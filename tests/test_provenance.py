@@ -31,7 +31,21 @@ def test_environment_names_versions_and_devices():
     assert all(version != "unknown" for version in environment["versions"].values())
     devices = environment["devices"]
     assert devices["platform"] == jax.default_backend() and devices["count"] == len(jax.devices()) >= 1
-    assert devices["kind"] == (provenance.cpu_model() if devices["platform"] == "cpu" else jax.devices()[0].device_kind)
+    assert devices["kind"] == (provenance.cpu_kind() if devices["platform"] == "cpu" else jax.devices()[0].device_kind)
+
+
+def test_a_cpu_kind_names_its_widest_vector_instruction_set():
+    """Two CPUs that report one model name but differ in vector unit train to different numbers: separate kinds."""
+    assert provenance.vector_isa("fpu sse2 avx avx2 fma avx512f avx512dq avx512_vpopcntdq") == "AVX-512"
+    assert provenance.vector_isa("fpu sse2 avx avx2 fma") == "AVX2"
+    assert provenance.vector_isa("fp asimd evtstrm sve") == "SVE"  # Arm's Features line
+    assert provenance.vector_isa("fp asimd") == "NEON"
+    assert provenance.vector_isa("fpu sse2") is None and provenance.vector_isa(None) is None
+    kind = provenance.cpu_kind()
+    assert kind.startswith(provenance.cpu_model()) and (kind == provenance.cpu_model() or kind.split(", ")[-1] in dict(provenance.VECTOR_ISAS).values())
+    avx2 = {"devices": {"platform": "cpu", "kind": "AMD EPYC, AVX2"}, "epochs": 3}
+    avx512 = {"devices": {"platform": "cpu", "kind": "AMD EPYC, AVX-512"}, "epochs": 3}
+    assert provenance.hardware([avx2, avx512]) == provenance.MIXED  # a run resumed on the other kind is pooled with neither
 
 
 @pytest.mark.parametrize(

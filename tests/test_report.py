@@ -26,3 +26,10 @@ def test_a_sweep_without_validation_draws_its_training_error():
 def test_log_axis_ticks_read_as_plain_percentages():
     assert [report.percent_label(value) for value in (1, 2, 6, 0.5, 10, 1.5)] == ["1 %", "2 %", "6 %", "0.5 %", "10 %", "1.5 %"]
     assert [report.minor_percent_label(value) for value in (2, 3, 5, 7, 20, 50, 0.2, 0.3)] == ["2 %", "", "5 %", "", "20 %", "50 %", "0.2 %", ""]
+
+
+def test_a_run_published_from_other_hardware_gets_a_plain_file_name():
+    index = {"sweep/run": {"hardware": "cpu: AMD EPYC, AVX2"}}
+    assert report.registry_key(index, "sweep", "run", "cpu: AMD EPYC, AVX2") == "sweep/run"
+    assert report.registry_key(index, "sweep", "run", "cpu: AMD EPYC, AVX-512") == "sweep/run@AMD_EPYC_AVX-512"
+    assert report.registry_key(index, "sweep", "run", "gpu: NVIDIA H100 80GB HBM3") == "sweep/run@NVIDIA_H100_80GB_HBM3"

@@ -62,16 +62,43 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def cpu_model() -> str:
-    """The processor's model name (/proc/cpuinfo on Linux), e.g. "AMD EPYC"."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (Linux), None where there is none."""
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or UNKNOWN
+    return None
+
+
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux), e.g. "AMD EPYC"."""
+    return _cpuinfo("model name") or platform.processor() or UNKNOWN
+
+
+# widest first: the vector instruction sets XLA compiles a CPU program for (x86 "flags", Arm "Features")
+VECTOR_ISAS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"), ("asimd", "NEON"))
+
+
+def vector_isa(flags: str | None) -> str | None:
+    """The widest vector instruction set named in a cpuinfo flags line, e.g. "AVX-512"; None if none is."""
+    present = set((flags or "").split())
+    return next((name for flag, name in VECTOR_ISAS if flag in present), None)
+
+
+def cpu_kind() -> str:
+    """The CPU as a kind of hardware: its model name and widest vector instruction set, e.g. "AMD EPYC, AVX2".
+
+    The model name alone does not tell machines apart whose floating-point results differ: two guests
+    that both report "AMD EPYC", one with AVX2 and one with AVX-512, train the same config to different
+    numbers (experiments.invariants: every hash differs), because XLA compiles for the host's vector unit.
+    """
+    isa = vector_isa(_cpuinfo("flags") or _cpuinfo("Features"))
+    return f"{cpu_model()}, {isa}" if isa else cpu_model()
 
 
 def device_info() -> dict[str, Any]:
@@ -82,7 +109,7 @@ def device_info() -> dict[str, Any]:
     kind = devices[0].device_kind
     return {
         "platform": devices[0].platform,
-        "kind": cpu_model() if devices[0].platform == "cpu" else kind,
+        "kind": cpu_kind() if devices[0].platform == "cpu" else kind,
         "count": len(devices),
         "cpu_count": os.cpu_count(),
     }
