@@ -118,9 +118,19 @@ def assert_trees_equal(actual, expected):
         assert a.dtype == e.dtype and a.shape == e.shape and np.array_equal(a, e), jax.tree_util.keystr(path)
 
 
-def assert_same_run(workdir, reference):
-    """Same metrics (timing aside), final states of both stages and binarized model, bit for bit."""
-    assert lines_without_timing(workdir) == lines_without_timing(reference)
+FLOAT32_ULP = 2.0**-23  # relative spacing of float32 numbers in [1, 2)
+
+
+def assert_same_run(workdir, reference, loss_ulps=0):
+    """Same metrics (timing aside), final states of both stages and binarized model, bit for bit; with `loss_ulps`,
+    each epoch's train_loss (a float32 sum of the steps' losses) within that many float32 ulps, every other field exact."""
+    lines, reference_lines = lines_without_timing(workdir), lines_without_timing(reference)
+    if loss_ulps:
+        assert len(lines) == len(reference_lines)
+        for line, reference_line in zip(lines, reference_lines):
+            loss, reference_loss = line.pop("train_loss"), reference_line.pop("train_loss")
+            assert abs(loss - reference_loss) <= loss_ulps * FLOAT32_ULP * max(abs(loss), abs(reference_loss)), (loss, reference_loss)
+    assert lines == reference_lines
     for stage in ("compressed", "bitwise"):
         for which in ("latest", "best"):
             step, state = stored_state(workdir, stage, which)

@@ -26,6 +26,11 @@ STOPPING = "run3"  # held by the second process
 PROCESSES, DEVICES = 2, 2  # one run on each device
 HOLDERS = {run: index * PROCESSES // len(RUNS) for index, run in enumerate(RUNS)}  # runs 0, 1 on process 0; 2, 3 on 1
 WAIT_SECONDS = 400
+# The states and models are bit for bit; an epoch's reported train_loss (a float32 sum of the steps' loss values,
+# never used for a gradient) came out one float32 ulp apart in the bitwise stage's first epoch on an AVX-512 CPU
+# (AMD EPYC, session 15; bit for bit on the AVX2 one): the two programs (sharded, lax.map) compile that scalar's
+# reduction differently there (not traced further). Allowed: 2 ulps; every other field, state and array exact.
+LOSS_ULPS = 2
 
 
 def _sweep_file(env, folder):
@@ -112,7 +117,7 @@ def test_a_group_over_two_processes_ends_as_in_one(trained):
             assert (several / run / ERROR_FILE).read_text() == (one / run / ERROR_FILE).read_text() == f"{error}\n".replace(f"[{run}] ", "")
             assert not os.path.exists(os.path.join(workdir, "checkpoints", "bitwise"))
         else:
-            assert_same_run(workdir, reference)
+            assert_same_run(workdir, reference, loss_ulps=LOSS_ULPS)
         (segment,) = provenance.read_segments(workdir)
         assert segment["status"] == ("error" if run == STOPPING else "finished")
         assert segment["group"]["devices"] == PROCESSES * DEVICES and segment["group"]["size"] == len(RUNS)
@@ -151,4 +156,4 @@ def test_a_stop_asked_of_one_process_stops_both_and_the_same_commands_resume_to_
         if run == STOPPING:
             assert (root / run / ERROR_FILE).read_text() == (one / run / ERROR_FILE).read_text()
         else:
-            assert_same_run(workdir, str(one / run))
+            assert_same_run(workdir, str(one / run), loss_ulps=LOSS_ULPS)
