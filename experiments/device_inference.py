@@ -18,11 +18,8 @@ batch 1 no slower than float32). Needs JAX, flax, optax and absl, all in the dev
 ml_collections nor tensorflow-datasets: MNIST is read by `bitnet.input.idx`); carried wheels in .whl/
 are installed by experiments/device_inference.sh when present. Measured once on an H200: BENCHMARKS.md.
 
-Then a Pallas probe (--pallas_probe): one hidden layer's integer sums [batch, n] as a Pallas kernel
-of XOR + popcount on packed words (`pallas_xor_scores`, lowered through Triton on a GPU), checked
-exact against the int8 matmul and timed beside it and the float32 matmul of the same shape: whether
-a popcount kernel on the general-purpose cores can beat the tensor cores (issue #24 asks). A failure
-to lower or run is recorded in the JSON, not raised.
+Then a Pallas probe (--pallas_probe, `experiments/pallas_probe.py`): one hidden layer as a Pallas
+kernel of XOR + popcount, checked against the int8 matmul and timed beside it and float32.
 """
 
 from __future__ import annotations
@@ -39,10 +36,10 @@ import numpy as np
 from absl import app, flags
 
 from bitnet.core import encodings, models
-from bitnet.deploy import backends, export, inference, packing
+from bitnet.deploy import backends, export, inference
 from bitnet.input import idx
 from bitnet.training import steps
-from experiments import timing
+from experiments import pallas_probe, timing
 
 MODELS = {
     "paper-v1": "results/sweep_table1/bipolar-bitwise-seed0.npz",
@@ -50,7 +47,6 @@ MODELS = {
     "wide-v1": "results/sweep_width/width4096-fan_in-seed0.npz",
     "wide-v2": "results/sweep_binary_bn_4096/binary_bn-4096-seed0.npz",
 }
-FLOAT32 = "float32"
 TARGET_SPEEDUP = 2.0  # over float32 at the largest batch
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"Published models to check and time: {list(MODELS)}.")
@@ -100,7 +96,7 @@ def timed_paths(model: inference.PackedModel, width: int) -> dict[str, tuple]:
         **(native if backends.NATIVE in inference.runnable_backends() else {}),
         backends.INT8: (matmul, inference.matmul_layers(model, backends.INT8)),
         backends.BF16: (matmul, inference.matmul_layers(model, backends.BF16)),
-        FLOAT32: (steps.make_predict(float_model), {"params": params}),
+        timing.FLOAT32: (steps.make_predict(float_model), {"params": params}),
     }
 
 
@@ -113,13 +109,13 @@ def speeds(model: inference.PackedModel, inputs: jax.Array, batch_sizes: list[in
         medians = timing.interleaved_medians({name: (function, (weights, x)) for name, (function, weights) in paths.items()}, repeats, budget)
         seconds = {name: value for name, (value, _) in medians.items()}
         auto = inference.backend_for(model, batch)
-        fastest = min((name for name in seconds if name != FLOAT32), key=seconds.get)
+        fastest = min((name for name in seconds if name != timing.FLOAT32), key=seconds.get)
         result[str(batch)] = {
             "seconds": seconds,
             "calls": {name: calls for name, (_, calls) in medians.items()},
-            "over_float32": {name: seconds[FLOAT32] / seconds[name] for name in seconds if name != FLOAT32},
+            "over_float32": {name: seconds[timing.FLOAT32] / seconds[name] for name in seconds if name != timing.FLOAT32},
             "auto": auto,
-            "auto_over_float32": seconds[FLOAT32] / seconds[auto],
+            "auto_over_float32": seconds[timing.FLOAT32] / seconds[auto],
             "fastest": fastest,
             "auto_is_fastest": auto == fastest,
         }
@@ -141,73 +137,6 @@ def check_model(path: str, images: np.ndarray, labels: np.ndarray, batch_sizes: 
     result["backends"] = exactness(model, inputs, reference, labels)
     print("  exact on all test images: " + ", ".join(f"{name} {entry['exact']}" for name, entry in result["backends"].items()), flush=True)
     result["batches"] = speeds(model, inputs, batch_sizes, repeats, budget)
-    return result
-
-
-PALLAS_CHUNK = 8  # words per step of the kernel's loop: the [rows, neurons, chunk] XOR block stays in registers
-
-
-def padded_words(words: jax.Array) -> jax.Array:
-    """uint32 words [rows, k] zero-padded to a power of two >= PALLAS_CHUNK (Triton's blocks are powers of two);
-    zero words XOR to zero, so the sums do not change."""
-    k = words.shape[1]
-    return jnp.pad(words, ((0, 0), (0, max(PALLAS_CHUNK, 1 << (k - 1).bit_length()) - k)))
-
-
-def pallas_xor_scores(x_words: jax.Array, w_words: jax.Array, n_bits: int, block: int = 32, interpret: bool = False) -> jax.Array:
-    """int32 [rows, n_out] = n_bits - 2 popcount(x ^ w) summed over words: the +-1 dot products of packed
-    rows x [rows, k] and w [n_out, k] (k a power of two), as a Pallas kernel over `block` x `block` tiles
-    (rows and neurons padded to whole tiles, the padding cut from the result)."""
-    from jax.experimental import pallas as pl  # only this probe uses Pallas
-
-    (rows, k), n_out = x_words.shape, w_words.shape[0]
-    x_words = jnp.pad(x_words, ((0, -rows % block), (0, 0)))
-    w_words = jnp.pad(w_words, ((0, -n_out % block), (0, 0)))
-    chunks = k // PALLAS_CHUNK
-
-    def kernel(x_ref, w_ref, out_ref):
-        def step(c, total):
-            x = jax.lax.bitcast_convert_type(x_ref[:, pl.ds(c * PALLAS_CHUNK, PALLAS_CHUNK)], jnp.int32)
-            w = jax.lax.bitcast_convert_type(w_ref[:, pl.ds(c * PALLAS_CHUNK, PALLAS_CHUNK)], jnp.int32)
-            return total + jnp.sum(jax.lax.population_count(x[:, None, :] ^ w[None, :, :]), axis=-1)
-
-        differing = jax.lax.fori_loop(0, chunks, step, jnp.zeros((block, block), jnp.int32))
-        out_ref[...] = n_bits - 2 * differing
-
-    scores = pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((x_words.shape[0], w_words.shape[0]), jnp.int32),
-        grid=(x_words.shape[0] // block, w_words.shape[0] // block),
-        in_specs=[pl.BlockSpec((block, k), lambda i, j: (i, 0)), pl.BlockSpec((block, k), lambda i, j: (j, 0))],
-        out_specs=pl.BlockSpec((block, block), lambda i, j: (i, j)),
-        interpret=interpret,
-    )(x_words, w_words)
-    return scores[:rows, :n_out]
-
-
-def pallas_probe(shapes: list[tuple[int, int]], repeats: int, budget: float, interpret: bool = False) -> dict[str, Any]:
-    """Per (batch, width): one width x width +-1 layer as the Pallas kernel, the int8 matmul and the float32 matmul
-    (random signs), the Pallas sums checked against int8's, each timed; or the error that stopped it."""
-    result: dict[str, Any] = {}
-    rng = np.random.default_rng(0)
-    for batch, width in shapes:
-        key = f"{batch}x{width}"
-        try:
-            x_signs = rng.choice(np.array([-1, 1], np.int8), (batch, width))
-            w_signs = rng.choice(np.array([-1, 1], np.int8), (width, width))
-            x_words = padded_words(packing.pack_bits(jnp.asarray(x_signs)))
-            w_words = padded_words(packing.pack_bits(jnp.asarray(w_signs)))
-            pallas = jax.jit(functools.partial(pallas_xor_scores, n_bits=width, interpret=interpret))
-            int8 = jax.jit(lambda x, w: jax.lax.dot_general(x, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32))
-            float32 = jax.jit(lambda x, w: x @ w.T)
-            x8, w8 = jnp.asarray(x_signs), jnp.asarray(w_signs)
-            exact = bool(np.array_equal(np.asarray(pallas(x_words, w_words)), np.asarray(int8(x8, w8))))
-            calls = {"pallas": (pallas, (x_words, w_words)), "int8": (int8, (x8, w8)), FLOAT32: (float32, (x8.astype(jnp.float32), w8.astype(jnp.float32)))}
-            seconds = {name: value for name, (value, _) in timing.interleaved_medians(calls, repeats, budget).items()}
-            result[key] = {"exact": exact, "seconds": seconds, "pallas_over_int8": seconds["int8"] / seconds["pallas"]}
-        except Exception as error:  # noqa: BLE001 -- a probe: what failed is the finding
-            result[key] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]}
-        print(f"  pallas probe {key}: {result[key]}", flush=True)
     return result
 
 
@@ -242,7 +171,7 @@ def main(argv):
     output["targets"] = targets(output["models"])
     if _PALLAS.value:
         print("pallas probe (one +-1 layer):", flush=True)
-        output["pallas_probe"] = pallas_probe([(10_000, 1024), (10_000, 4096)], _REPEATS.value, _BUDGET.value)
+        output["pallas_probe"] = pallas_probe.pallas_probe([(10_000, 1024), (10_000, 4096)], _REPEATS.value, _BUDGET.value)
     output["device"]["load_average_1min_at_end"] = os.getloadavg()[0]
     output["total_seconds"] = time.perf_counter() - start
     line = json.dumps(output, sort_keys=True)

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import jax
 
+FLOAT32 = "float32"  # the float32 MLP's (or matmul's) key among timed paths
+
 
 def interleaved_medians(calls: dict[str, tuple[Callable, tuple]], repeats: int, budget: float) -> dict[str, tuple[float, int]]:
     """Median wall seconds of each `function(*args)` and its number of timed calls.
