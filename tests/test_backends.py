@@ -144,7 +144,7 @@ def test_evaluation_names_the_backend_it_ran(test_split):
 
 
 def test_the_pallas_probe_kernel_gives_the_int8_sums_in_interpret_mode():
-    """experiments/device_inference.py's Pallas XOR + popcount layer (run for real on a lent GPU): exact on the CPU."""
+    """experiments/pallas_probe.py's Pallas XOR + popcount layer (run for real on a lent GPU by device_inference): exact on the CPU."""
     from experiments import pallas_probe
 
     result = pallas_probe.pallas_probe([(80, 100)], repeats=3, budget=0.01, interpret=True)  # partial tiles of rows and neurons

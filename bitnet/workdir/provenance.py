@@ -62,22 +62,23 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _cpuinfo(field: str) -> str | None:
-    """The first value of `field` in /proc/cpuinfo (Linux), None where there is none."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each field of /proc/cpuinfo (Linux; empty elsewhere), read once: it does not change."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
                 name, _, value = line.partition(":")
-                if name.strip() == field:
-                    return value.strip()
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return None
+    return fields
 
 
 def cpu_model() -> str:
     """The processor's model name (/proc/cpuinfo on Linux), e.g. "AMD EPYC"."""
-    return _cpuinfo("model name") or platform.processor() or UNKNOWN
+    return _cpuinfo().get("model name") or platform.processor() or UNKNOWN
 
 
 # widest first: the vector instruction sets XLA compiles a CPU program for (x86 "flags", Arm "Features")
@@ -97,7 +98,7 @@ def cpu_kind() -> str:
     that both report "AMD EPYC", one with AVX2 and one with AVX-512, train the same config to different
     numbers (experiments.invariants: every hash differs), because XLA compiles for the host's vector unit.
     """
-    isa = vector_isa(_cpuinfo("flags") or _cpuinfo("Features"))
+    isa = vector_isa(_cpuinfo().get("flags") or _cpuinfo().get("Features"))
     return f"{cpu_model()}, {isa}" if isa else cpu_model()
 
 
