@@ -5,7 +5,7 @@
         --out=/tmp/device_inference.json                  # the same on a CPU (a try of the script, ~5 min on 2 cores)
 
 For each published model (--models: the paper MLP 784-1024x3-10 and the 784-4096x3-10 one, each as
-bitnet-packed-v1 and -v2) and each backend of `bitnet.deploy.backends` (popcount, int8, bf16):
+bitnet-packed-v1 and -v2) and each backend of `bitnet.deploy.backends` (popcount, int8, bf16, fp8):
 - exactness: `packed_predict(model, inputs, backend)` on the device, on all 10,000 MNIST test
   images, against the popcount path run on this machine's CPU (JAX's CPU backend, always present),
   and the test error against the model's published one;
@@ -94,8 +94,7 @@ def timed_paths(model: inference.PackedModel, width: int) -> dict[str, tuple]:
     return {
         backends.POPCOUNT: (functools.partial(inference.packed_predict, backend=backends.POPCOUNT), model),
         **(native if backends.NATIVE in inference.runnable_backends() else {}),
-        backends.INT8: (matmul, inference.matmul_layers(model, backends.INT8)),
-        backends.BF16: (matmul, inference.matmul_layers(model, backends.BF16)),
+        **{backend: (matmul, inference.matmul_layers(model, backend)) for backend in backends.MATMUL_TYPES},
         timing.FLOAT32: (steps.make_predict(float_model), {"params": params}),
     }
 

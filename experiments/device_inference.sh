@@ -14,4 +14,4 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export BITNET_MNIST_DIR="${BITNET_MNIST_DIR:-.mnist}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/nvidia_smi.csv" 2>&1 || true
-python3 -m experiments.device_inference --out="$out/device_inference.json" "$@" 2>&1 | tee "$out/device_inference.log"
+timeout "${INFERENCE_SECONDS:-540}" python3 -m experiments.device_inference --out="$out/device_inference.json" "$@" 2>&1 | tee "$out/device_inference.log"

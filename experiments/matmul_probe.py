@@ -22,7 +22,8 @@ call, what a next backend would be built from:
 - `hlo`: the optimized HLO of the wide net's forms (which kernels XLA emits), written beside the JSON.
 
 Every form computes hidden bits as x W' >= t, with the bias and threshold neurons folded in
-(W' = s W per neuron, t = T - s b; plain neurons s = 1, T = 0), and the last layer's x W + b.
+(`bitnet.deploy.inference.folded`: W' = s W per neuron, t = T - s b; plain neurons s = 1, T = 0),
+and the last layer's x W + b.
 A form that fails to compile or run is recorded, not raised. The JSON is rewritten after each
 section, so a call cut by its deadline still returns what finished.
 """
@@ -64,12 +65,13 @@ FORMS = {
     "fp8_nk_precise": (FP8, "nk", "precise"),
     "fp8_nk_fast": (FP8, "nk", "fast"),
     "fp8_nk_highest": (FP8, "nk", "highest"),
+    "fp8_nk_narrow": (FP8, "nk", "default"),  # hidden sums rounded to bf16 / f16 where every threshold allows (narrow_dtype)
 }
 GEMM_SHAPES = ((784, 1024), (1024, 1024), (784, 4096), (4096, 4096))
 GEMM_ROWS = 10_000
 
 _SECTIONS = flags.DEFINE_list("sections", ["gemm", "adversarial", "nets", "hlo"], "What to run, in this order.")
-NET_FORMS = ("int8_kn", "int8_nk", "bf16_nk", "fp8_kn", "fp8_nk", "fp8_nk_precise", "fp8_nk_fast")
+NET_FORMS = ("int8_kn", "bf16_nk", "fp8_kn", "fp8_nk", "fp8_nk_narrow", "fp8_nk_precise", "fp8_nk_fast", "fp8_nk_highest")
 _FORMS = flags.DEFINE_list("forms", list(NET_FORMS), f"Forms of the whole net to check and time, of {list(FORMS)}.")
 # --models, --repeats, --budget_seconds and --out (the JSON, rewritten after each section; HLO files go
 # beside it) are experiments.device_inference's flags
@@ -96,43 +98,52 @@ def dot(x: jax.Array, w: jax.Array, layout: str, key: str) -> jax.Array:
 
 
 def stored(weights: np.ndarray, dtype: Any, layout: str) -> jax.Array:
-    """int weights [K, N] in {-1, 0, +1} as `dtype` in `layout` (via float32: every dtype holds them exactly)."""
-    array = weights if layout == "kn" else weights.T
+    """int weights [N, K] in {-1, 0, +1} as `dtype` in `layout` (via float32: every dtype holds them exactly)."""
+    array = weights if layout == "nk" else weights.T
     return jnp.asarray(np.ascontiguousarray(array).astype(np.float32)).astype(dtype)
 
 
 def folded_layers(model: inference.PackedModel) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per layer (W' [K, N] int, t [N] int): hidden layers x W' >= t, the last layer's scores x W' + t."""
-    layers = []
-    for index, layer in enumerate(model.layers):
-        weights = np.asarray(backends.unpack_weights(layer.sign, layer.mask, layer.n_in, backends.INT8)).astype(np.int32)
-        bias = np.asarray(layer.bias, np.int64)
-        if index == len(model.layers) - 1:
-            layers.append((weights, bias))
-            continue
-        polarity = np.ones_like(bias) if layer.polarity is None else np.asarray(layer.polarity, np.int64)
-        threshold = np.zeros_like(bias) if layer.threshold is None else np.asarray(layer.threshold, np.int64)
-        layers.append((weights * polarity[None, :].astype(np.int32), threshold - polarity * bias))
-    return layers
+    """Per layer (W [N, K] int, t [N] int), the library's fold (`inference.folded`) with t = -c:
+    hidden layers' bits x W >= t, the last layer's scores x W - t."""
+    last = len(model.layers) - 1
+    return [(np.asarray(w), -np.asarray(c, np.int64)) for w, c in (inference.folded(layer, index == last) for index, layer in enumerate(model.layers))]
 
 
-def prepare(model: inference.PackedModel, form: str) -> tuple:
+def narrow_dtype(threshold: np.ndarray) -> str:
+    """The narrowest float whose rounding of integer sums keeps [sum >= t] for every t: bf16 where
+    t and t - 1 are integers it holds (|.| <= 256), f16 likewise (<= 2048), else float32. Rounding
+    to nearest is monotone, so sum >= t gives round(sum) >= t and sum <= t - 1 gives round(sum) <= t - 1."""
+    low, high = int(threshold.min()) - 1, int(threshold.max())
+    for name, exact in (("bfloat16", 256), ("float16", 2048)):
+        if -exact <= low and high <= exact:
+            return name
+    return "float32"
+
+
+def prepare(model: inference.PackedModel, form: str) -> tuple[tuple, tuple[str, ...]]:
+    """(layers, the hidden layers' comparison dtypes) of a folded net in `form`."""
     dtype, layout, _ = FORMS[form]
     acc = accumulator(dtype)
-    return tuple((stored(w, dtype, layout), jnp.asarray(t).astype(acc)) for w, t in folded_layers(model))
+    folded = folded_layers(model)
+    narrow = tuple(narrow_dtype(t) if form.endswith("_narrow") else "" for _, t in folded[:-1])
+    return tuple((stored(w, dtype, layout), jnp.asarray(t).astype(acc)) for w, t in folded), narrow
 
 
-@functools.partial(jax.jit, static_argnames=("form", "input_bits"))
-def net_forward(layers: tuple, values: jax.Array, form: str, input_bits: str) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("form", "input_bits", "narrow"))
+def net_forward(layers: tuple, values: jax.Array, form: str, input_bits: str, narrow: tuple[str, ...] = ()) -> tuple[jax.Array, jax.Array]:
     """(predictions, the last layer's scores) of a folded net in `form`, from encoded inputs [batch, n_in]
     (both from one compiled call: the exactness check and the timing run the same program)."""
     dtype, layout, key = FORMS[form]
     low = -1 if input_bits == "bipolar" else 0
     x = jnp.where(values > 0, 1, low).astype(dtype)
-    for weights, threshold in layers[:-1]:
-        x = jnp.where(dot(x, weights, layout, key) >= threshold, 1, -1).astype(dtype)
-    weights, bias = layers[-1]
-    last = dot(x, weights, layout, key) + bias
+    for index, (weights, threshold) in enumerate(layers[:-1]):
+        sums = dot(x, weights, layout, key)
+        if narrow and narrow[index]:
+            sums, threshold = sums.astype(narrow[index]), threshold.astype(narrow[index])
+        x = jnp.where(sums >= threshold, 1, -1).astype(dtype)
+    weights, threshold = layers[-1]
+    last = dot(x, weights, layout, key) - threshold
     return jnp.argmax(last, axis=-1), last
 
 
@@ -211,7 +222,7 @@ def nets_section(forms: list[str], model_names: list[str], repeats: int, budget:
         model = export.to_packed_model(arrays, meta)
         encoded = jnp.asarray(encodings.get_encoding(meta["encoding"], meta["thresholds"])(images), jnp.float32)
         reference_layers = inference.matmul_layers(model, backends.INT8)
-        reference_scores = np.asarray(inference._matmul_forward(reference_layers, encoded, model.input_bits)[-1])
+        reference_scores = np.asarray(jax.jit(inference._matmul_outputs, static_argnums=2)(reference_layers, encoded, model.input_bits))
         reference = np.argmax(reference_scores, axis=-1)
         entry: dict[str, Any] = {"layer_sizes": model.layer_sizes, "test_error": float(np.mean(reference != labels)), "forms": {}}
         sizes = model.layer_sizes
@@ -219,11 +230,13 @@ def nets_section(forms: list[str], model_names: list[str], repeats: int, budget:
         params = float_model.init(jax.random.key(0), jnp.zeros((1, sizes[0]), jnp.float32))["params"]
         paths: dict[str, tuple] = {
             timing.FLOAT32: (steps.make_predict(float_model), {"params": params}),
-            "int8_today": (functools.partial(inference.matmul_predict, input_bits=model.input_bits), reference_layers),
+            "fp8_library": (functools.partial(inference.matmul_predict, input_bits=model.input_bits), inference.matmul_layers(model, backends.FP8)),
         }
         for form in forms:
-            layers = prepare(model, form)
-            outputs = attempt(lambda: [np.asarray(value) for value in net_forward(layers, encoded, form, model.input_bits)])
+            layers, narrow = prepare(model, form)
+            if any(narrow):
+                entry.setdefault("narrow", {})[form] = narrow
+            outputs = attempt(lambda: [np.asarray(value) for value in net_forward(layers, encoded, form, model.input_bits, narrow)])
             if isinstance(outputs, dict):
                 entry["forms"][form] = outputs
                 continue
@@ -232,12 +245,19 @@ def nets_section(forms: list[str], model_names: list[str], repeats: int, budget:
                 "score_mismatches": int(np.sum(scores.astype(np.int64) != reference_scores)),
                 "prediction_mismatches": int(np.sum(predictions != reference)),
             }
-            paths[form] = (functools.partial(net_forward, form=form, input_bits=model.input_bits), layers)
+            paths[form] = (functools.partial(net_forward, form=form, input_bits=model.input_bits, narrow=narrow), layers)
         print(f"  {name} exact: " + ", ".join(f"{form} {value}" for form, value in entry["forms"].items()), flush=True)
         entry["batches"] = {}
         for batch in (1, GEMM_ROWS):
             x = encoded[:batch]
-            medians = timing.interleaved_medians({path: (function, (weights, x)) for path, (function, weights) in paths.items()}, repeats, budget)
+            runnable = {}
+            for path, (function, weights) in paths.items():  # a path that fails to compile at this batch is recorded
+                tried = attempt(lambda: jax.block_until_ready(function(weights, x)))
+                if isinstance(tried, dict):
+                    entry.setdefault("errors", {})[f"{path} batch {batch}"] = tried["error"]
+                else:
+                    runnable[path] = (function, (weights, x))
+            medians = timing.interleaved_medians(runnable, repeats, budget)
             seconds = {path: value for path, (value, _) in medians.items()}
             entry["batches"][str(batch)] = {"seconds": seconds, "over_float32": {path: seconds[timing.FLOAT32] / value for path, value in seconds.items()}}
             print(f"  {name} batch {batch}: " + ", ".join(f"{path} {value * 1e3:.3f} ms ({seconds[timing.FLOAT32] / value:.2f}x)" for path, value in seconds.items()), flush=True)
@@ -251,11 +271,13 @@ def hlo_section(forms: list[str], folder: str) -> dict[str, Any]:
     model = export.to_packed_model(arrays, meta)
     x = jnp.ones((GEMM_ROWS, model.layer_sizes[0]), jnp.float32)
     result = {}
-    for form in ["int8_today", *forms]:
-        if form == "int8_today":
-            text = attempt(lambda: inference.matmul_predict.lower(inference.matmul_layers(model, backends.INT8), x, model.input_bits).compile().as_text())
+    for form in ["int8_library", "fp8_library", *forms]:
+        if form.endswith("_library"):
+            layers = inference.matmul_layers(model, form.split("_")[0])
+            text = attempt(lambda: inference.matmul_predict.lower(layers, x, model.input_bits).compile().as_text())
         else:
-            text = attempt(lambda form=form: net_forward.lower(prepare(model, form), x, form, model.input_bits).compile().as_text())
+            layers, narrow = prepare(model, form)
+            text = attempt(lambda: net_forward.lower(layers, x, form, model.input_bits, narrow).compile().as_text())
         if isinstance(text, dict):
             result[form] = text
             continue

@@ -1,4 +1,4 @@
-"""Every backend of packed inference (popcount, native, int8, bf16) gives the simulated forward's integers, and the
+"""Every backend of packed inference (popcount, native, int8, bf16, fp8) gives the simulated forward's integers, and the
 rule choosing one is a pure function of platform and shapes (and whether native built: tests/test_native.py)."""
 
 import os
@@ -41,6 +41,22 @@ def test_accelerators_choose_a_matmul(platform, batch, sizes, expected):
     assert backends.choose_backend(platform, batch, sizes) == expected
 
 
+@pytest.mark.parametrize(
+    "batch, sizes, expected",
+    [
+        (10_000, PAPER, "fp8"),  # 2.9e10 multiply-adds: from GPU_FP8_MIN_MACS
+        (10_000, WIDE, "fp8"),
+        (1, PAPER, "bf16"),  # 2.9e6
+        (1, WIDE, "bf16"),
+        (10_000, [8192, 8192, 10], "fp8"),  # the largest fan-in fp8 was checked exact for
+        (10_000, [8193, 8192, 10], "int8"),  # beyond it: not fp8; compute-bound: int8
+    ],
+)
+def test_gpus_with_fp8_tensor_cores_choose_fp8_where_compute_counts(batch, sizes, expected):
+    assert backends.choose_backend("gpu", batch, sizes, fp8_cores=True) == expected
+    assert backends.choose_backend("tpu", batch, sizes, fp8_cores=True) != "fp8"  # fp8_cores speaks of GPUs only
+
+
 def test_auto_resolves_and_forced_backends_are_checked():
     assert backends.resolve_backend("auto", "cpu", 5, PAPER) == "popcount"
     assert backends.resolve_backend("auto", "cpu", 5, PAPER, native_built=True) == "native"
@@ -49,6 +65,9 @@ def test_auto_resolves_and_forced_backends_are_checked():
         backends.resolve_backend("int4", "cpu", 5, PAPER)
     with pytest.raises(ValueError, match="exact only"):
         backends.resolve_backend("bf16", "gpu", 1, [2**24 + 1, 10])
+    with pytest.raises(ValueError, match="fp8 is exact only for fan-ins <= 8192"):
+        backends.resolve_backend("fp8", "gpu", 1, [8193, 10])
+    assert backends.resolve_backend("fp8", "cpu", 1, [8192, 10]) == "fp8"  # XLA's CPU upcasts fp8: exact, for tests
 
 
 def assert_every_backend_exact(packed, inputs, expected_scores):

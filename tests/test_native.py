@@ -71,7 +71,7 @@ def test_native_is_chosen_on_the_cpu_and_refuses_bad_inputs():
     layers, inputs = random_layers(np.random.default_rng(3), (40, 33, 10), "bipolar", 20)
     model = packed_model(layers, "bipolar")
     assert inference.backend_for(model, 20, platform="cpu") == "native"
-    assert inference.runnable_backends("cpu") == ("popcount", "native", "int8", "bf16")
+    assert inference.runnable_backends("cpu") == ("popcount", "native", "int8", "bf16", "fp8")
     np.testing.assert_array_equal(inference.packed_predict(model, inputs), inference.packed_predict(model, inputs, "popcount"))
     under_jit = jax.jit(lambda model, inputs: inference.packed_predict(model, inputs, "native"))  # the model buffer made in the trace
     np.testing.assert_array_equal(under_jit(model, inputs), inference.packed_predict(model, inputs, "popcount"))
@@ -92,7 +92,7 @@ def test_the_backend_rule_with_and_without_native():
         backends.resolve_backend("native", "gpu", 1, sizes, native_built=True)
     with pytest.raises(ValueError, match=r"unavailable here \(no compiler\)"):
         backends.resolve_backend("native", "cpu", 1, sizes, native_built=False, native_detail="no compiler")
-    assert backends.platform_backends("gpu") == ("popcount", "int8", "bf16")
+    assert backends.platform_backends("gpu") == ("popcount", "int8", "bf16", "fp8")
 
 
 def compile_kernel(tmp_path, *flags):
@@ -161,7 +161,7 @@ def test_the_portable_kernel_is_exact(tmp_path):
 def test_without_a_compiler_auto_falls_back_and_native_is_refused(tmp_path):
     out = run_child(tmp_path, PATH=str(tmp_path), CXX="")
     assert "STATUS False no C++ compiler found" in out, out
-    assert "AUTO popcount" in out and "RUNNABLE ('popcount', 'int8', 'bf16')" in out, out
+    assert "AUTO popcount" in out and "RUNNABLE ('popcount', 'int8', 'bf16', 'fp8')" in out, out
     assert "REFUSED backend 'native' is unavailable here (no C++ compiler found" in out, out
 
 

@@ -13,6 +13,19 @@ x in {-1, +1} or {0, 1}) and so the same predictions:
               to int32: exact while every partial sum is an integer of at most n_in <= 2^24 in
               magnitude (float32 holds every such integer), i.e. for n_in <= 2^24; the bias is
               added in int32 afterwards. Every GPU's tensor cores and every TPU's MXU take bf16.
+    fp8       W and x as float8_e4m3fn (which holds -1, 0, +1 exactly), float32 accumulation: the fp8
+              tensor cores of Hopper / Ada GPUs (cuBLASLt), at int8's rate. Their accumulator is
+              narrower than float32 inside the tensor core, which cuBLAS's "fast accumulation" (XLA's
+              default for a forward dot) does not widen, so the claim is the measured one: sums that
+              climb to the fan-in and then step by one were exact on an H200 up to n_in = 8192 with
+              and without fast accumulation (experiments/matmul_probe.py, BENCHMARKS.md); larger
+              fan-ins are refused (FP8_MAX_FAN_IN). Elsewhere XLA upcasts fp8 operands: exact, slower.
+
+Each matmul backend stores W as [n_out, n_in] (the contraction dimension last in both operands: the
+layout cuBLAS's int8 and fp8 kernels take, measured faster on an H200 for int8, bf16 and fp8) and
+folds a hidden layer's bias and threshold neurons into one offset c per neuron, so that one
+comparison gives its bits: sign(a) = [a >= 0] = [x W + b >= 0], and a threshold neuron's
+[s a >= T] = [x (s W) + (s b - T) >= 0] (s = +-1 flips the neuron's weights; both sides are integers).
 
 `choose_backend` is a pure function of platform, batch, layer sizes and whether the native kernel
 built here (see its docstring for the rule and its evidence); `resolve_backend` turns "auto" into its
@@ -29,13 +42,20 @@ import jax.numpy as jnp
 from bitnet.deploy import packing
 
 AUTO = "auto"
-POPCOUNT, NATIVE, INT8, BF16 = "popcount", "native", "int8", "bf16"
-BACKENDS = (POPCOUNT, NATIVE, INT8, BF16)
+POPCOUNT, NATIVE, INT8, BF16, FP8 = "popcount", "native", "int8", "bf16", "fp8"
+BACKENDS = (POPCOUNT, NATIVE, INT8, BF16, FP8)
 CPU_ONLY = (NATIVE,)
 # (operand dtype, accumulator dtype) of each matmul backend
-MATMUL_TYPES = {INT8: (jnp.int8, jnp.int32), BF16: (jnp.bfloat16, jnp.float32)}
-BF16_MAX_FAN_IN = 2**24  # float32 holds every integer up to 2^24 in magnitude exactly
-# GPU: int8 from this many multiply-adds per call (batch x weights); bf16 below. See choose_backend.
+MATMUL_TYPES = {INT8: (jnp.int8, jnp.int32), BF16: (jnp.bfloat16, jnp.float32), FP8: (jnp.float8_e4m3fn, jnp.float32)}
+# the largest fan-in each matmul backend is exact for (see the module docstring)
+MAX_FAN_IN = {
+    INT8: 2**31 - 2,  # |a| <= n_in + 1 fits int32
+    BF16: 2**24,  # float32 holds every integer up to 2^24 in magnitude exactly
+    FP8: 2**13,  # checked exact on an H200 with adversarial sums up to here, not beyond
+}
+# GPU: fp8 from this many multiply-adds per call (batch x weights) where the GPU has fp8 tensor
+# cores; else int8 from GPU_INT8_MIN_MACS; bf16 below. See choose_backend.
+GPU_FP8_MIN_MACS = 10**9
 GPU_INT8_MIN_MACS = 10**11
 
 
@@ -44,9 +64,17 @@ def macs(batch: int, layer_sizes: Sequence[int]) -> int:
     return batch * sum(n_in * n_out for n_in, n_out in zip(layer_sizes, layer_sizes[1:]))
 
 
-def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native_built: bool = False) -> str:
+def exact_for(backend: str, layer_sizes: Sequence[int]) -> bool:
+    """Whether a matmul `backend` is exact for every fan-in of the MLP `layer_sizes` (MAX_FAN_IN)."""
+    return max(layer_sizes[:-1]) <= MAX_FAN_IN[backend]
+
+
+def choose_backend(
+    platform: str, batch: int, layer_sizes: Sequence[int], native_built: bool = False, fp8_cores: bool = False
+) -> str:
     """The backend for `batch` inputs to an MLP of `layer_sizes` ([n_in, hidden..., n_out]) on `platform`;
-    `native_built`: whether the native kernel (bitnet.deploy.native) is available.
+    `native_built`: whether the native kernel (bitnet.deploy.native) is available; `fp8_cores`:
+    whether the GPU has fp8 tensor cores (compute capability 8.9 or later: Ada, Hopper, Blackwell).
 
     cpu  native where it built, else popcount. Popcount was measured 6-10x faster than int8 / bf16
          matmuls on AVX-512; native 1.75-2.0x faster than popcount for both MLPs at batch 10000,
@@ -54,20 +82,21 @@ def choose_backend(platform: str, batch: int, layer_sizes: Sequence[int], native
          at batch 100, on an AVX2 CPU (BENCHMARKS.md).
     tpu  bf16: every MXU generation takes bf16; int8 runs natively on v5e and later only, which
          the platform name does not tell.
-    gpu  int8 when the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS), else bf16.
-         Documented: H100 / H200 dense int8 tensor-core throughput is 2x bf16's (1979 vs 989
-         T(FL)OPS, SXM). Measured on an H200 by experiments/device_inference.py (BENCHMARKS.md,
-         "Inference backends on an accelerator"): this rule picked the fastest backend in all eight
-         cases (four published models, batch 1 and 10000); int8 beat bf16 only for the 4096-wide
-         MLP at batch 10000 (3.7e11 MACs: 1.56-1.58 vs 1.60-1.65 ms); bf16 was faster at batch 1
-         and for the paper MLP at batch 10000 (2.9e10 MACs: 0.39-0.40 vs 0.45 ms).
-    Any platform: bf16 only while every fan-in is <= BF16_MAX_FAN_IN (else int8), so auto is always exact.
+    gpu  fp8 with fp8 tensor cores from GPU_FP8_MIN_MACS multiply-adds per call; else int8 when
+         the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS); else bf16.
+         Measured on an H200 (BENCHMARKS.md, "Inference backends on an accelerator"): single
+         [10000, K] x [K, N] matmuls at the published shapes ran fastest as fp8 with W stored
+         [N, K] (experiments/matmul_probe.py: 0.44 ms against int8's 0.47 and bf16's 0.64 at
+         4096 x 4096); the first run of experiments/device_inference.py, before fp8, had int8
+         beat bf16 only for the 4096-wide MLP at batch 10000 and bf16 fastest at batch 1.
+    Any platform: a backend only where it is exact for every fan-in (exact_for), so auto always is.
     """
     if platform == "cpu":
         return NATIVE if native_built else POPCOUNT
-    if max(layer_sizes[:-1]) > BF16_MAX_FAN_IN:
-        return INT8
-    if platform == "gpu" and macs(batch, layer_sizes) >= GPU_INT8_MIN_MACS:
+    work = macs(batch, layer_sizes)
+    if platform == "gpu" and fp8_cores and work >= GPU_FP8_MIN_MACS and exact_for(FP8, layer_sizes):
+        return FP8
+    if not exact_for(BF16, layer_sizes) or (platform == "gpu" and work >= GPU_INT8_MIN_MACS):
         return INT8
     return BF16
 
@@ -86,38 +115,52 @@ def check_backend(name: str) -> str:
 
 
 def resolve_backend(
-    name: str, platform: str, batch: int, layer_sizes: Sequence[int], native_built: bool = False, native_detail: str = ""
+    name: str,
+    platform: str,
+    batch: int,
+    layer_sizes: Sequence[int],
+    native_built: bool = False,
+    native_detail: str = "",
+    fp8_cores: bool = False,
 ) -> str:
     """The backend that runs: `choose_backend`'s for "auto", else `name`, refused where it is not exact or
     cannot run (native off the CPU, or not built: `native_detail` says why)."""
     if check_backend(name) == AUTO:
-        return choose_backend(platform, batch, layer_sizes, native_built)
+        return choose_backend(platform, batch, layer_sizes, native_built, fp8_cores)
     if name in CPU_ONLY and platform != "cpu":
         raise ValueError(f"backend {name!r} runs on the CPU only, not {platform!r}: use 'auto', 'int8' or 'bf16' there")
     if name == NATIVE and not native_built:
         raise ValueError(f"backend 'native' is unavailable here ({native_detail}); use 'auto' or 'popcount'")
-    if name == BF16 and max(layer_sizes[:-1]) > BF16_MAX_FAN_IN:
-        raise ValueError(f"bf16 is exact only for fan-ins <= {BF16_MAX_FAN_IN}, got layer sizes {list(layer_sizes)}")
+    if name in MAX_FAN_IN and not exact_for(name, layer_sizes):
+        raise ValueError(f"{name} is exact only for fan-ins <= {MAX_FAN_IN[name]}, got layer sizes {list(layer_sizes)}: use 'auto' or 'int8'")
     return name
 
 
 def unpack_weights(sign: jax.Array, mask: jax.Array, n_in: int, backend: str) -> jax.Array:
-    """W [n_in, n_out] in {-1, 0, +1} as the backend's operand dtype, from packed rows [n_out, words]."""
-    dtype = MATMUL_TYPES[backend][0]
+    """W as [n_out, n_in] in {-1, 0, +1}, the backend's operand dtype, from packed rows [n_out, words]."""
     signs = packing.unpack_bits(sign, n_in, "bipolar", jnp.int8)
     nonzero = packing.unpack_bits(mask, n_in, "binary", jnp.int8)
-    return (signs * nonzero).T.astype(dtype)
+    return as_operand(signs * nonzero, backend)
+
+
+def as_operand(values: jax.Array, backend: str) -> jax.Array:
+    """Integers in {-1, 0, +1} as the backend's operand dtype (through float32 for fp8: every type holds them)."""
+    dtype = MATMUL_TYPES[backend][0]
+    return values.astype(jnp.float32).astype(dtype) if dtype == jnp.float8_e4m3fn else values.astype(dtype)
 
 
 def operands(values: jax.Array, input_bits: str, backend: str) -> jax.Array:
     """Inputs [batch, n] as the backend's operand dtype: +-1 or 0/1, a bit being value > 0 (as `packing.pack_bits`)."""
     bits = jnp.asarray(values) > 0
     low = -1 if input_bits == "bipolar" else 0
-    return jnp.where(bits, 1, low).astype(MATMUL_TYPES[backend][0])
+    return as_operand(jnp.where(bits, 1, low), backend)
+
+
+def dot_sums(x: jax.Array, weights: jax.Array, backend: str) -> jax.Array:
+    """x W for x [batch, n_in] and weights [n_out, n_in], in the backend's accumulator (exact: module docstring)."""
+    return jax.lax.dot_general(x, weights, (((1,), (1,)), ((), ())), preferred_element_type=MATMUL_TYPES[backend][1])
 
 
 def dot_scores(x: jax.Array, weights: jax.Array, bias: jax.Array, backend: str) -> jax.Array:
-    """int32 [batch, n_out] = x W + b, accumulated in the backend's accumulator (exact, see the module docstring)."""
-    accumulate = MATMUL_TYPES[backend][1]
-    total = jax.lax.dot_general(x, weights, (((1,), (0,)), ((), ())), preferred_element_type=accumulate)
-    return total.astype(jnp.int32) + bias
+    """int32 [batch, n_out] = x W + b (weights [n_out, n_in])."""
+    return dot_sums(x, weights, backend).astype(jnp.int32) + bias

@@ -316,7 +316,7 @@ def _pack_hidden(bits: jax.Array) -> jax.Array:
     return jax.lax.platform_dependent(bits, cpu=_pack_by_dot, default=packing.pack_bits)
 
 
-def hidden_bits(scores: jax.Array, layer: KernelLayer | MatmulLayer) -> jax.Array:
+def hidden_bits(scores: jax.Array, layer: KernelLayer | PackedLayer) -> jax.Array:
     """A hidden layer's outputs as bits (True = +1): sign(a) with sign(0) = +1, or s * a >= T for threshold neurons."""
     return scores >= 0 if layer.threshold is None else layer.polarity * scores >= layer.threshold
 
@@ -335,39 +335,59 @@ def _popcount_forward(layers: Sequence[KernelLayer], x: jax.Array) -> list[jax.A
 
 @flax.struct.dataclass
 class MatmulLayer:
-    """A layer unpacked for a matmul backend (bitnet.deploy.backends): W [n_in, n_out] in {-1, 0, +1}."""
+    """A layer unpacked for a matmul backend (bitnet.deploy.backends), its threshold folded in: the
+    outputs are x W + c, a hidden layer's bits [x W + c >= 0] (W = s W and c = s b - T for threshold
+    neurons, W and c = b otherwise; the last layer's scores x W + b)."""
 
-    weights: jax.Array  # int8 or bf16 [n_in, n_out]
-    bias: jax.Array  # int32 [n_out]
-    polarity: jax.Array | None  # threshold neurons' s and T, as in PackedLayer
-    threshold: jax.Array | None
+    weights: jax.Array  # the backend's operand dtype, [n_out, n_in] in {-1, 0, +1}
+    offset: jax.Array  # c [n_out], in the backend's accumulator dtype (integers)
     backend: str = flax.struct.field(pytree_node=False)
+
+
+def folded(layer: PackedLayer, last: bool) -> tuple[jax.Array, jax.Array]:
+    """(W [n_out, n_in] int8, c [n_out] int32) of a layer: s W and s b - T for hidden threshold neurons, else W and b."""
+    signs = packing.unpack_bits(layer.sign, layer.n_in, "bipolar", jnp.int8)
+    weights = signs * packing.unpack_bits(layer.mask, layer.n_in, "binary", jnp.int8)
+    if last or layer.threshold is None:
+        return weights, layer.bias
+    return weights * layer.polarity[:, None].astype(jnp.int8), layer.polarity * layer.bias - layer.threshold
 
 
 @functools.partial(jax.jit, static_argnames="backend")
 def matmul_layers(model: PackedModel, backend: str) -> tuple[MatmulLayer, ...]:
-    """Every layer of `model` unpacked for the int8 or bf16 backend: done once, then reused by `matmul_predict`."""
-    return tuple(
-        MatmulLayer(backends.unpack_weights(layer.sign, layer.mask, layer.n_in, backend), layer.bias, layer.polarity, layer.threshold, backend)
-        for layer in model.layers
-    )
+    """Every layer of `model` unpacked and folded for a matmul backend: done once, then reused by `matmul_predict`."""
+    accumulate = backends.MATMUL_TYPES[backend][1]
+    layers = []
+    for index, layer in enumerate(model.layers):
+        weights, offset = folded(layer, last=index == len(model.layers) - 1)
+        layers.append(MatmulLayer(backends.as_operand(weights, backend), offset.astype(accumulate), backend))
+    return tuple(layers)
 
 
-def _matmul_scores(x: jax.Array, layer: MatmulLayer) -> jax.Array:
-    return backends.dot_scores(x, layer.weights, layer.bias, layer.backend)
-
-
-def _matmul_forward(layers: Sequence[MatmulLayer], values: jax.Array, input_bits: str) -> list[jax.Array]:
-    """Scores from encoded inputs [batch, n_in] (+-1 or 0/1 values); hidden layers see +-1."""
+def _matmul_outputs(layers: Sequence[MatmulLayer], values: jax.Array, input_bits: str) -> jax.Array:
+    """The last layer's scores (accumulator dtype) from encoded inputs [batch, n_in] (+-1 or 0/1); hidden layers see +-1."""
     backend = layers[0].backend
-    hidden = functools.partial(backends.operands, input_bits="bipolar", backend=backend)
-    return _forward(layers, backends.operands(values, input_bits, backend), _matmul_scores, hidden)
+    x = backends.operands(values, input_bits, backend)
+    for layer in layers[:-1]:
+        bits = backends.dot_sums(x, layer.weights, backend) + layer.offset >= 0
+        x = backends.operands(bits, "bipolar", backend)
+    return backends.dot_sums(x, layers[-1].weights, backend) + layers[-1].offset
 
 
 @functools.partial(jax.jit, static_argnames="input_bits")
 def matmul_predict(layers: tuple[MatmulLayer, ...], inputs: jax.Array, input_bits: str) -> jax.Array:
     """Class predictions from encoded inputs [batch, n_in] by a matmul backend, on layers unpacked by `matmul_layers`."""
-    return jnp.argmax(_matmul_forward(layers, inputs, input_bits)[-1], axis=-1)
+    return jnp.argmax(_matmul_outputs(layers, inputs, input_bits), axis=-1)
+
+
+def _matmul_forward(model: PackedModel, values: jax.Array, backend: str) -> list[jax.Array]:
+    """Every layer's integer pre-activations a = x W + b (int32) by a matmul backend, thresholds unfolded: for checks."""
+
+    def scores_of(x: jax.Array, layer: PackedLayer) -> jax.Array:
+        return backends.dot_scores(x, backends.unpack_weights(layer.sign, layer.mask, layer.n_in, backend), layer.bias, backend)
+
+    hidden = functools.partial(backends.operands, input_bits="bipolar", backend=backend)
+    return _forward(model.layers, backends.operands(values, model.input_bits, backend), scores_of, hidden)
 
 
 @functools.cache
@@ -375,6 +395,17 @@ def default_platform() -> str:
     """JAX's default backend, asked once: it is fixed once JAX has started, and asking costs tens of
     microseconds when caches are cold, a sixth of a packed call at batch 1."""
     return jax.default_backend()
+
+
+@functools.cache
+def fp8_tensor_cores() -> bool:
+    """Whether JAX's default device is a GPU with fp8 tensor cores: CUDA compute capability 8.9 or later."""
+    device = jax.devices()[0]
+    capability = getattr(device, "compute_capability", None)
+    if device.platform != "gpu" or not capability:
+        return False
+    major, minor = (int(part) for part in str(capability).split(".")[:2])
+    return (major, minor) >= (8, 9)
 
 
 def runnable_backends(platform: str | None = None) -> tuple[str, ...]:
@@ -389,7 +420,8 @@ def backend_for(model: PackedModel, batch: int, backend: str = backends.AUTO, pl
     platform = platform or default_platform()
     asks_native = backend == backends.NATIVE or (backend == backends.AUTO and platform == "cpu")
     built, detail = native.status() if asks_native else (False, "")
-    return _resolved(backend, platform, batch, model.layer_sizes, built, detail)
+    fp8_cores = platform == "gpu" and fp8_tensor_cores()
+    return _resolved(backend, platform, batch, model.layer_sizes, built, detail, fp8_cores)
 
 
 # resolve_backend is a pure function of hashable arguments here: asked once per shape, as a call at
@@ -405,11 +437,11 @@ def packed_scores(model: PackedModel, x: jax.Array, backend: str = backends.POPC
     """
     x = jnp.asarray(x, jnp.uint32)
     if backends.check_backend(backend) == backends.NATIVE:
-        raise ValueError("the native backend gives predictions only; packed_scores takes 'popcount', 'int8' or 'bf16'")
+        raise ValueError("the native backend gives predictions only; packed_scores takes 'popcount' or a matmul backend")
     if backend == backends.POPCOUNT:
         return _popcount_forward(kernel_layers(model, use_columns(x.shape[0]), use_tiles(x.shape[0])), x)
     values = packing.unpack_bits(x, model.layers[0].n_in, model.input_bits)
-    return _matmul_forward(matmul_layers(model, backend), values, model.input_bits)
+    return _matmul_forward(model, values, backend)
 
 
 def chunking(batch: int, max_chunk: int = MAX_CHUNK) -> tuple[int, int]:
