@@ -53,9 +53,7 @@ MAX_FAN_IN = {
     BF16: 2**24,  # float32 holds every integer up to 2^24 in magnitude exactly
     FP8: 2**13,  # checked exact on an H200 with adversarial sums up to here, not beyond
 }
-# GPU: fp8 from this many multiply-adds per call (batch x weights) where the GPU has fp8 tensor
-# cores; else int8 from GPU_INT8_MIN_MACS; bf16 below. See choose_backend.
-GPU_FP8_MIN_MACS = 10**9
+# GPU without fp8 tensor cores: int8 from this many multiply-adds per call (batch x weights); bf16 below.
 GPU_INT8_MIN_MACS = 10**11
 
 
@@ -82,21 +80,20 @@ def choose_backend(
          at batch 100, on an AVX2 CPU (BENCHMARKS.md).
     tpu  bf16: every MXU generation takes bf16; int8 runs natively on v5e and later only, which
          the platform name does not tell.
-    gpu  fp8 with fp8 tensor cores from GPU_FP8_MIN_MACS multiply-adds per call; else int8 when
-         the call is compute-bound (batch x weights >= GPU_INT8_MIN_MACS); else bf16.
-         Measured on an H200 (BENCHMARKS.md, "Inference backends on an accelerator"): single
-         [10000, K] x [K, N] matmuls at the published shapes ran fastest as fp8 with W stored
-         [N, K] (experiments/matmul_probe.py: 0.44 ms against int8's 0.47 and bf16's 0.64 at
-         4096 x 4096); the first run of experiments/device_inference.py, before fp8, had int8
-         beat bf16 only for the 4096-wide MLP at batch 10000 and bf16 fastest at batch 1.
+    gpu  fp8 where the GPU has fp8 tensor cores; else int8 when the call is compute-bound (batch x
+         weights >= GPU_INT8_MIN_MACS), else bf16. Measured on an H200 (BENCHMARKS.md, "Inference
+         backends on an accelerator"): fp8 was the fastest backend for all four published models
+         at batch 1 and at batch 10000 (experiments/device_inference.py); single [10000, K] x [K, N]
+         matmuls at the published shapes ran fastest as fp8 too (experiments/matmul_probe.py: 0.44 ms
+         against int8's 0.47 and bf16's 0.64 at 4096 x 4096). Without fp8 (the first H200 run): int8
+         beat bf16 only for the 4096-wide MLP at batch 10000, bf16 was faster at batch 1.
     Any platform: a backend only where it is exact for every fan-in (exact_for), so auto always is.
     """
     if platform == "cpu":
         return NATIVE if native_built else POPCOUNT
-    work = macs(batch, layer_sizes)
-    if platform == "gpu" and fp8_cores and work >= GPU_FP8_MIN_MACS and exact_for(FP8, layer_sizes):
+    if platform == "gpu" and fp8_cores and exact_for(FP8, layer_sizes):
         return FP8
-    if not exact_for(BF16, layer_sizes) or (platform == "gpu" and work >= GPU_INT8_MIN_MACS):
+    if not exact_for(BF16, layer_sizes) or (platform == "gpu" and macs(batch, layer_sizes) >= GPU_INT8_MIN_MACS):
         return INT8
     return BF16
 
@@ -145,20 +142,28 @@ def unpack_weights(sign: jax.Array, mask: jax.Array, n_in: int, backend: str) ->
 
 def as_operand(values: jax.Array, backend: str) -> jax.Array:
     """Integers in {-1, 0, +1} as the backend's operand dtype (through float32 for fp8: every type holds them)."""
-    dtype = MATMUL_TYPES[backend][0]
-    return values.astype(jnp.float32).astype(dtype) if dtype == jnp.float8_e4m3fn else values.astype(dtype)
+    return values.astype(jnp.float32).astype(MATMUL_TYPES[backend][0])
+
+
+def operand_bits(bits: jax.Array, input_bits: str, backend: str) -> jax.Array:
+    """Bits (True = on) as the backend's operands, +-1 or 0/1: one select and convert, which XLA fuses
+    with the comparison that made the bits (two steps, through an integer, left a pass over the
+    [batch, n] booleans of its own on an H200)."""
+    low = -1.0 if input_bits == "bipolar" else 0.0
+    return jnp.where(bits, 1.0, low).astype(MATMUL_TYPES[backend][0])
 
 
 def operands(values: jax.Array, input_bits: str, backend: str) -> jax.Array:
     """Inputs [batch, n] as the backend's operand dtype: +-1 or 0/1, a bit being value > 0 (as `packing.pack_bits`)."""
-    bits = jnp.asarray(values) > 0
-    low = -1 if input_bits == "bipolar" else 0
-    return as_operand(jnp.where(bits, 1, low), backend)
+    return operand_bits(jnp.asarray(values) > 0, input_bits, backend)
 
 
 def dot_sums(x: jax.Array, weights: jax.Array, backend: str) -> jax.Array:
-    """x W for x [batch, n_in] and weights [n_out, n_in], in the backend's accumulator (exact: module docstring)."""
-    return jax.lax.dot_general(x, weights, (((1,), (1,)), ((), ())), preferred_element_type=MATMUL_TYPES[backend][1])
+    """x W for x [batch, n_in] and weights [n_out, n_in], in the backend's accumulator (exact: module docstring).
+    fp8 asks for HIGHEST precision: on an H200 it ran as fast as the preset without cuBLASLt's fast
+    accumulation, which cannot compile a batch of 1 (experiments/matmul_probe.py, BENCHMARKS.md)."""
+    precision = jax.lax.Precision.HIGHEST if backend == FP8 else None
+    return jax.lax.dot_general(x, weights, (((1,), (1,)), ((), ())), precision=precision, preferred_element_type=MATMUL_TYPES[backend][1])
 
 
 def dot_scores(x: jax.Array, weights: jax.Array, bias: jax.Array, backend: str) -> jax.Array:

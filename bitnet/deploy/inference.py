@@ -369,8 +369,7 @@ def _matmul_outputs(layers: Sequence[MatmulLayer], values: jax.Array, input_bits
     backend = layers[0].backend
     x = backends.operands(values, input_bits, backend)
     for layer in layers[:-1]:
-        bits = backends.dot_sums(x, layer.weights, backend) + layer.offset >= 0
-        x = backends.operands(bits, "bipolar", backend)
+        x = backends.operand_bits(backends.dot_sums(x, layer.weights, backend) + layer.offset >= 0, "bipolar", backend)
     return backends.dot_sums(x, layers[-1].weights, backend) + layers[-1].offset
 
 
