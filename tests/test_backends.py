@@ -170,3 +170,32 @@ def test_the_pallas_probe_kernel_gives_the_int8_sums_in_interpret_mode():
     entry = result["80x100"]
     assert "error" not in entry, entry["error"]
     assert entry["exact"] is True, entry
+
+
+@pytest.mark.parametrize("bit_values", ["bipolar", "binary"])
+def test_the_matmul_probe_forms_give_the_exact_integers_on_the_cpu(bit_values):
+    """experiments/matmul_probe.py's forms of the folded net (run for real on a lent GPU), on threshold neurons many exactly on
+    their threshold: every form the CPU can compile gives the int64 NumPy forward's last-layer integers."""
+    from experiments import matmul_probe
+
+    layers, inputs = random_layers(np.random.default_rng(2), (45, 70, 31, 10), bit_values, 60, thresholds=True)
+    model = packed_model(layers, bit_values)
+    expected = numpy_scores(layers, inputs)[-1]
+    for form, (_, _, precision) in matmul_probe.FORMS.items():
+        if precision in ("precise", "fast"):  # cuBLASLt algorithm presets: no CPU lowering
+            continue
+        folded, narrow = matmul_probe.prepare(model, form)
+        predictions, scores = matmul_probe.net_forward(folded, inputs, form, bit_values, narrow)
+        np.testing.assert_array_equal(np.asarray(scores).astype(np.int64), expected, err_msg=form)
+        np.testing.assert_array_equal(predictions, np.argmax(expected, axis=-1), err_msg=form)
+
+
+def test_the_probes_narrow_comparisons_stop_where_t_or_t_minus_1_is_not_held():
+    """bf16 holds every integer up to 256 in magnitude, f16 up to 2048: a threshold t needs t and t - 1 held."""
+    from experiments import matmul_probe
+
+    assert matmul_probe.narrow_dtype(np.array([-255, 256])) == "bfloat16"
+    assert matmul_probe.narrow_dtype(np.array([257])) == "float16"
+    assert matmul_probe.narrow_dtype(np.array([-256])) == "float16"
+    assert matmul_probe.narrow_dtype(np.array([-2047, 2048])) == "float16"
+    assert matmul_probe.narrow_dtype(np.array([2049])) == "float32"

@@ -14,12 +14,12 @@ x in {-1, +1} or {0, 1}) and so the same predictions:
               magnitude (float32 holds every such integer), i.e. for n_in <= 2^24; the bias is
               added in int32 afterwards. Every GPU's tensor cores and every TPU's MXU take bf16.
     fp8       W and x as float8_e4m3fn (which holds -1, 0, +1 exactly), float32 accumulation: the fp8
-              tensor cores of Hopper / Ada GPUs (cuBLASLt), at int8's rate. Their accumulator is
-              narrower than float32 inside the tensor core, which cuBLAS's "fast accumulation" (XLA's
-              default for a forward dot) does not widen, so the claim is the measured one: sums that
-              climb to the fan-in and then step by one were exact on an H200 up to n_in = 8192 with
-              and without fast accumulation (experiments/matmul_probe.py, BENCHMARKS.md); larger
-              fan-ins are refused (FP8_MAX_FAN_IN). Elsewhere XLA upcasts fp8 operands: exact, slower.
+              tensor cores of Ada, Hopper and later GPUs (cuBLASLt), at int8's rate. NVIDIA does not
+              document the width of their accumulator (the DeepSeek-V3 report measured about 14
+              bits retained on an H800), so the claim is the measured one: sums that climb to the
+              fan-in and then step by one were exact on an H200 up to n_in = 8192 at every
+              accumulation precision (experiments/matmul_probe.py, BENCHMARKS.md); larger fan-ins
+              are refused (MAX_FAN_IN). Elsewhere XLA upcasts fp8 operands: exact, slower.
 
 Each matmul backend stores W as [n_out, n_in] (the contraction dimension last in both operands: the
 layout cuBLAS's int8 and fp8 kernels take, measured faster on an H200 for int8, bf16 and fp8) and

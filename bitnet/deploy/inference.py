@@ -1,9 +1,10 @@
 """Packed bitwise inference: the exact integers of a packed model, by XOR + popcount on uint32 words
 (the "popcount" backend, below, in XLA; the "native" backend, the same formulas in a C++ kernel,
-`bitnet.deploy.native`) or as int8 / bf16 matmuls of the unpacked -1/0/+1 weights (the "int8" and
-"bf16" backends, `bitnet.deploy.backends`), all giving the same integers.
+`bitnet.deploy.native`) or as int8 / bf16 / fp8 matmuls of the unpacked -1/0/+1 weights (the "int8",
+"bf16" and "fp8" backends, `bitnet.deploy.backends`), all giving the same integers.
 `packed_predict(model, inputs, backend="auto")` runs the backend `backends.choose_backend` picks for
-the platform and shapes (native on a CPU where it builds, else popcount); `matmul_layers` +
+the platform and shapes (native on a CPU where it builds, else popcount; fp8 on a GPU with fp8
+tensor cores); `matmul_layers` +
 `matmul_predict` unpack the weights once for many calls.
 
 For one output neuron with sign bits w, mask bits m (1 = weight nonzero) and input bits x,
