@@ -4,7 +4,8 @@
 # Carried, both ignored by git: .mnist/ the four MNIST IDX .gz files (cp $BITNET_MNIST_DIR/*.gz .mnist/);
 # .whl/ optional wheels of packages the device image lacks or has in another version (README of
 # experiments/device_inference.py: the image's JAX, flax, optax and absl suffice, so it may stay empty).
-# Writes $OUT/device_inference.json and $OUT/device_inference.log. Extra arguments go to the script.
+# Writes $OUT/device_inference.json and $OUT/device_inference.log. Extra arguments go to the script;
+# INFERENCE_SECONDS (default 540) bounds its run, so a call ends inside its limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}"

@@ -2,6 +2,7 @@
 rule choosing one is a pure function of platform and shapes (and whether native built: tests/test_native.py)."""
 
 import os
+import types
 
 import jax
 import numpy as np
@@ -55,6 +56,16 @@ def test_accelerators_choose_a_matmul(platform, batch, sizes, expected):
 def test_gpus_with_fp8_tensor_cores_choose_fp8_where_it_is_exact(batch, sizes, expected):
     assert backends.choose_backend("gpu", batch, sizes, fp8_cores=True) == expected
     assert backends.choose_backend("tpu", batch, sizes, fp8_cores=True) != "fp8"  # fp8_cores speaks of GPUs only
+
+
+@pytest.mark.parametrize(
+    "platform, capability, expected",
+    [("gpu", "9.0", True), ("gpu", "8.9", True), ("gpu", "10.0", True), ("gpu", "8.6", False), ("gpu", "8.0", False),
+     ("gpu", "gfx90a", False), ("gpu", None, False), ("cpu", None, False), ("tpu", None, False)],
+)
+def test_fp8_tensor_cores_are_read_from_the_cuda_compute_capability(platform, capability, expected):
+    device = types.SimpleNamespace(platform=platform, compute_capability=capability)
+    assert inference.has_fp8_tensor_cores(device) == expected
 
 
 def test_auto_resolves_and_forced_backends_are_checked():
@@ -176,26 +187,26 @@ def test_the_pallas_probe_kernel_gives_the_int8_sums_in_interpret_mode():
 def test_the_matmul_probe_forms_give_the_exact_integers_on_the_cpu(bit_values):
     """experiments/matmul_probe.py's forms of the folded net (run for real on a lent GPU), on threshold neurons many exactly on
     their threshold: every form the CPU can compile gives the int64 NumPy forward's last-layer integers."""
-    from experiments import matmul_probe
+    from experiments import matmul_forms
 
     layers, inputs = random_layers(np.random.default_rng(2), (45, 70, 31, 10), bit_values, 60, thresholds=True)
     model = packed_model(layers, bit_values)
     expected = numpy_scores(layers, inputs)[-1]
-    for form, (_, _, precision) in matmul_probe.FORMS.items():
+    for form, (_, _, precision) in matmul_forms.FORMS.items():
         if precision in ("precise", "fast"):  # cuBLASLt algorithm presets: no CPU lowering
             continue
-        folded, narrow = matmul_probe.prepare(model, form)
-        predictions, scores = matmul_probe.net_forward(folded, inputs, form, bit_values, narrow)
+        folded, narrow = matmul_forms.prepare(model, form)
+        predictions, scores = matmul_forms.net_forward(folded, inputs, form, bit_values, narrow)
         np.testing.assert_array_equal(np.asarray(scores).astype(np.int64), expected, err_msg=form)
         np.testing.assert_array_equal(predictions, np.argmax(expected, axis=-1), err_msg=form)
 
 
 def test_the_probes_narrow_comparisons_stop_where_t_or_t_minus_1_is_not_held():
     """bf16 holds every integer up to 256 in magnitude, f16 up to 2048: a threshold t needs t and t - 1 held."""
-    from experiments import matmul_probe
+    from experiments import matmul_forms
 
-    assert matmul_probe.narrow_dtype(np.array([-255, 256])) == "bfloat16"
-    assert matmul_probe.narrow_dtype(np.array([257])) == "float16"
-    assert matmul_probe.narrow_dtype(np.array([-256])) == "float16"
-    assert matmul_probe.narrow_dtype(np.array([-2047, 2048])) == "float16"
-    assert matmul_probe.narrow_dtype(np.array([2049])) == "float32"
+    assert matmul_forms.narrow_dtype(np.array([-255, 256])) == "bfloat16"
+    assert matmul_forms.narrow_dtype(np.array([257])) == "float16"
+    assert matmul_forms.narrow_dtype(np.array([-256])) == "float16"
+    assert matmul_forms.narrow_dtype(np.array([-2047, 2048])) == "float16"
+    assert matmul_forms.narrow_dtype(np.array([2049])) == "float32"

@@ -81,8 +81,8 @@ def choose_backend(
     tpu  bf16: every MXU generation takes bf16; int8 runs natively on v5e and later only, which
          the platform name does not tell.
     gpu  fp8 where the GPU has fp8 tensor cores; else int8 when the call is compute-bound (batch x
-         weights >= GPU_INT8_MIN_MACS), else bf16. Measured on an H200 (BENCHMARKS.md, "Inference
-         backends on an accelerator"): fp8 was the fastest backend for all four published models
+         weights >= GPU_INT8_MIN_MACS), else bf16. Measured on an H200 (BENCHMARKS.md, "fp8 on the
+         H200"): fp8 was the fastest backend for all four published models
          at batch 1 and at batch 10000 (experiments/device_inference.py); single [10000, K] x [K, N]
          matmuls at the published shapes ran fastest as fp8 too (experiments/matmul_probe.py: 0.44 ms
          against int8's 0.47 and bf16's 0.64 at 4096 x 4096). Without fp8 (the first H200 run): int8

@@ -397,15 +397,20 @@ def default_platform() -> str:
     return jax.default_backend()
 
 
+def has_fp8_tensor_cores(device: jax.Device) -> bool:
+    """Whether `device` is an NVIDIA GPU with fp8 tensor cores: CUDA compute capability 8.9 or later
+    (Ada, Hopper, Blackwell). Any other device, a ROCm GPU's "gfx..." capability included: no."""
+    capability = str(getattr(device, "compute_capability", "") or "")
+    parts = capability.split(".")
+    if device.platform != "gpu" or len(parts) < 2 or not all(part.isdigit() for part in parts[:2]):
+        return False
+    return (int(parts[0]), int(parts[1])) >= (8, 9)
+
+
 @functools.cache
 def fp8_tensor_cores() -> bool:
-    """Whether JAX's default device is a GPU with fp8 tensor cores: CUDA compute capability 8.9 or later."""
-    device = jax.devices()[0]
-    capability = getattr(device, "compute_capability", None)
-    if device.platform != "gpu" or not capability:
-        return False
-    major, minor = (int(part) for part in str(capability).split(".")[:2])
-    return (major, minor) >= (8, 9)
+    """`has_fp8_tensor_cores` of JAX's default device, asked once (as `default_platform`)."""
+    return has_fp8_tensor_cores(jax.devices()[0])
 
 
 def runnable_backends(platform: str | None = None) -> tuple[str, ...]:
