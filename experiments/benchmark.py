@@ -73,7 +73,8 @@ XLA_LOOPS = "packed, XLA loops"
 FLOAT32 = "float32 MLP"
 BF16 = "+-1 bf16 matmul"
 INT8 = "+-1 int8 matmul"
-ALTERNATIVES = (BF16, INT8)  # the same +-1 network without packing
+FP8 = "+-1 fp8 matmul"  # timed where fp8 can be chosen: off the CPU, or when --backend=fp8 asks for it
+ALTERNATIVES = (BF16, INT8, FP8)  # the same +-1 network without packing (those timed)
 BATCH1_TARGET = 5.0  # the paper MLP's packed/float32 at batch 1 (issue #24)
 
 
@@ -88,7 +89,13 @@ def packed_backend() -> str:
 
 def path_of_backend(packed: str) -> dict[str, str]:
     """The timed path that runs each backend, when `packed` is the packed path's backend."""
-    return {packed: PACKED, backends.POPCOUNT: PACKED if packed == backends.POPCOUNT else XLA_LOOPS, backends.BF16: BF16, backends.INT8: INT8}
+    return {
+        packed: PACKED,
+        backends.POPCOUNT: PACKED if packed == backends.POPCOUNT else XLA_LOOPS,
+        backends.BF16: BF16,
+        backends.INT8: INT8,
+        backends.FP8: FP8,
+    }
 
 
 def time_inference(
@@ -111,6 +118,8 @@ def time_inference(
         BF16: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.BF16)),
         INT8: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.INT8)),
     }
+    if backend == backends.FP8 or jax.default_backend() != "cpu":  # on a CPU fp8 is upcast: slow, and never chosen
+        runners[FP8] = (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.FP8))
     paths = tuple(runners)
     rows = summary.summarize_params(params, 0.0, "bipolar")
     total = summary.totals(rows)
@@ -147,7 +156,7 @@ def time_inference(
             "throughput": {name: batch / seconds[name] for name in paths},
             "packed_over_float32_per_run": [run[FLOAT32][0] / run[PACKED][0] for run in timed],
         }
-        best = max(ALTERNATIVES, key=lambda name: entry["throughput"][name])
+        best = max((name for name in ALTERNATIVES if name in paths), key=lambda name: entry["throughput"][name])
         entry["best_alternative"] = best
         entry["packed_over_float32"] = statistics.median(entry["packed_over_float32_per_run"])
         entry["backend_over_float32"] = statistics.median(run[FLOAT32][0] / run[path_of_backend(packed_with)[chosen]][0] for run in timed)
@@ -251,7 +260,7 @@ def main(argv):
             f"register-blocked column kernel above, chunks of rows over XLA's CPU threads); popcount = {XLA_LOOPS} (or {PACKED} "
             f"where native does not build: uint32 words, XOR + popcount, int32 sums; row kernel for batch <= "
             f"{inference.ROW_KERNEL_MAX_BATCH}, column kernel above: L1-sized tiles of neurons, Harley-Seal popcount sums, the batch split "
-            f"over the local CPU devices, one per core), int8 = {INT8}, bf16 = {BF16}"
+            f"over the local CPU devices, one per core), int8 = {INT8}, bf16 = {BF16}, fp8 = {FP8}"
         ),
         "backend_flag": _BACKEND.value,
         "train_batch": _TRAIN_BATCH.value,

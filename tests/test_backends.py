@@ -210,3 +210,21 @@ def test_the_probes_narrow_comparisons_stop_where_t_or_t_minus_1_is_not_held():
     assert matmul_forms.narrow_dtype(np.array([-256])) == "float16"
     assert matmul_forms.narrow_dtype(np.array([-2047, 2048])) == "float16"
     assert matmul_forms.narrow_dtype(np.array([2049])) == "float32"
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_the_backend_it_is_asked_for():
+    """`experiments.benchmark --backend=fp8` (a backend the CPU never chooses) times the fp8 matmul path and reports it
+    as each batch's backend, with its ratio to float32 (a forced backend once had no timed path and crashed)."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "experiments.benchmark", "--models=paper", "--batch_sizes=1,20", "--repeats=3",
+               "--budget_seconds=0.01", "--runs=1", "--nopeaks", "--backend=fp8"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for entry in report["models"]["paper"]["batches"].values():
+        assert entry["backend"] == "fp8"
+        assert "+-1 fp8 matmul" in entry["seconds"] and entry["backend_over_float32"] > 0
