@@ -133,11 +133,14 @@ def resolve_backend(
     return name
 
 
+def weight_rows(sign: jax.Array, mask: jax.Array, n_in: int) -> jax.Array:
+    """W as int8 [n_out, n_in] in {-1, 0, +1}, from packed rows [n_out, words] of sign and mask bits."""
+    return packing.unpack_bits(sign, n_in, "bipolar", jnp.int8) * packing.unpack_bits(mask, n_in, "binary", jnp.int8)
+
+
 def unpack_weights(sign: jax.Array, mask: jax.Array, n_in: int, backend: str) -> jax.Array:
     """W as [n_out, n_in] in {-1, 0, +1}, the backend's operand dtype, from packed rows [n_out, words]."""
-    signs = packing.unpack_bits(sign, n_in, "bipolar", jnp.int8)
-    nonzero = packing.unpack_bits(mask, n_in, "binary", jnp.int8)
-    return as_operand(signs * nonzero, backend)
+    return as_operand(weight_rows(sign, mask, n_in), backend)
 
 
 def as_operand(values: jax.Array, backend: str) -> jax.Array:

@@ -347,8 +347,7 @@ class MatmulLayer:
 
 def folded(layer: PackedLayer, last: bool) -> tuple[jax.Array, jax.Array]:
     """(W [n_out, n_in] int8, c [n_out] int32) of a layer: s W and s b - T for hidden threshold neurons, else W and b."""
-    signs = packing.unpack_bits(layer.sign, layer.n_in, "bipolar", jnp.int8)
-    weights = signs * packing.unpack_bits(layer.mask, layer.n_in, "binary", jnp.int8)
+    weights = backends.weight_rows(layer.sign, layer.mask, layer.n_in)
     if last or layer.threshold is None:
         return weights, layer.bias
     return weights * layer.polarity[:, None].astype(jnp.int8), layer.polarity * layer.bias - layer.threshold
@@ -386,7 +385,7 @@ def _matmul_forward(model: PackedModel, values: jax.Array, backend: str) -> list
     def scores_of(x: jax.Array, layer: PackedLayer) -> jax.Array:
         return backends.dot_scores(x, backends.unpack_weights(layer.sign, layer.mask, layer.n_in, backend), layer.bias, backend)
 
-    hidden = functools.partial(backends.operands, input_bits="bipolar", backend=backend)
+    hidden = functools.partial(backends.operand_bits, input_bits="bipolar", backend=backend)
     return _forward(model.layers, backends.operands(values, model.input_bits, backend), scores_of, hidden)
 
 
