@@ -74,7 +74,8 @@ FLOAT32 = "float32 MLP"
 BF16 = "+-1 bf16 matmul"
 INT8 = "+-1 int8 matmul"
 FP8 = "+-1 fp8 matmul"  # timed where fp8 can be chosen: off the CPU, or when --backend=fp8 asks for it
-ALTERNATIVES = (BF16, INT8, FP8)  # the same +-1 network without packing (those timed)
+MATMUL_PATHS = {backends.BF16: BF16, backends.INT8: INT8, backends.FP8: FP8}  # the same +-1 network without packing
+ALTERNATIVES = tuple(MATMUL_PATHS.values())  # (those timed)
 BATCH1_TARGET = 5.0  # the paper MLP's packed/float32 at batch 1 (issue #24)
 
 
@@ -92,9 +93,7 @@ def path_of_backend(packed: str) -> dict[str, str]:
     return {
         packed: PACKED,
         backends.POPCOUNT: PACKED if packed == backends.POPCOUNT else XLA_LOOPS,
-        backends.BF16: BF16,
-        backends.INT8: INT8,
-        backends.FP8: FP8,
+        **MATMUL_PATHS,
     }
 
 
@@ -115,11 +114,11 @@ def time_inference(
         PACKED: (functools.partial(inference.packed_predict, backend=packed_with), packed),
         **(xla_loops if packed_with != backends.POPCOUNT else {}),
         FLOAT32: (steps.make_predict(float_model), {"params": params}),
-        BF16: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.BF16)),
-        INT8: (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.INT8)),
     }
-    if backend == backends.FP8 or jax.default_backend() != "cpu":  # on a CPU fp8 is upcast: slow, and never chosen
-        runners[FP8] = (functools.partial(inference.matmul_predict, input_bits="bipolar"), inference.matmul_layers(packed, backends.FP8))
+    matmul = functools.partial(inference.matmul_predict, input_bits="bipolar")
+    for name, path in MATMUL_PATHS.items():  # on a CPU fp8 is upcast: slow, and never chosen, so timed only when asked for
+        if name != backends.FP8 or backend == backends.FP8 or jax.default_backend() != "cpu":
+            runners[path] = (matmul, inference.matmul_layers(packed, name))
     paths = tuple(runners)
     rows = summary.summarize_params(params, 0.0, "bipolar")
     total = summary.totals(rows)
